@@ -1,0 +1,1 @@
+"""AutomateOS shared plumbing: settings, errors, token verification, queue, run state and the node SDK."""

@@ -1,0 +1,66 @@
+"""What every service's `create_app()` shares: docs paths, error handlers, health routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from .errors import install_exception_handlers
+from .logs import setup_logging
+
+# name -> "ok" | error text. 503 when any check fails.
+HealthCheck = Callable[[FastAPI], Awaitable[dict[str, str]]]
+
+
+def create_service_app(
+    name: str, *, title: str, description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | Callable[[FastAPI], AsyncIterator[None]],
+    health: HealthCheck, log_level: str = "INFO",
+) -> FastAPI:
+    setup_logging(log_level)
+    # Docs live under the service's own prefix so they work the same directly and through the gateway.
+    app = FastAPI(
+        title=title, description=description, version="0.1.0", lifespan=lifespan,  # type: ignore[arg-type]
+        docs_url=f"/api/v1/{name}/docs", openapi_url=f"/api/v1/{name}/openapi.json", redoc_url=None,
+    )
+    install_exception_handlers(app)
+
+    async def healthz() -> JSONResponse:
+        checks = await health(app)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "service": name, "checks": checks},
+                            status_code=200 if ok else 503)
+
+    for path in ("/healthz", f"/api/v1/{name}/healthz"):
+        app.add_api_route(path, healthz, methods=["GET"], tags=["health"], summary=f"{name} health",
+                          include_in_schema=path == "/healthz")
+    return app
+
+
+async def check_redis(app: FastAPI) -> str:
+    import anyio
+
+    try:
+        await anyio.to_thread.run_sync(app.state.redis.ping)
+        return "ok"
+    except Exception as exc:  # any failure means "cannot serve"
+        return f"unavailable: {type(exc).__name__}"
+
+
+async def check_db(app: FastAPI) -> str:
+    import anyio
+    from sqlalchemy import text
+
+    def ping() -> Any:
+        with app.state.engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar()
+
+    try:
+        await anyio.to_thread.run_sync(ping)
+        return "ok"
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"

@@ -1,0 +1,143 @@
+"""Access-token verification with the auth service's published keys (JWKS).
+
+Services never see the private key. Keys are fetched from auth, cached by `kid`, and kept
+when auth is unreachable, so a restart of auth with the same key breaks nobody. An unknown
+`kid` triggers at most one refetch per `min_refresh_s` (a flood of forged kids cannot turn
+into a flood of requests to auth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from .errors import UnauthorizedError
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "RS256"
+JWKS_PATH = "/api/v1/auth/jwks.json"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: int
+    email: str | None = None
+
+
+class JWKSCache:
+    def __init__(self, jwks_url: str, *, min_refresh_s: float = 10.0, max_age_s: float = 3600.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.jwks_url = jwks_url
+        self.min_refresh_s = min_refresh_s
+        self.max_age_s = max_age_s
+        self._transport = transport
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._attempted_at = -1e9
+        self._lock = asyncio.Lock()
+
+    def load(self, jwks: dict[str, Any]) -> None:
+        keys = {}
+        for jwk in jwks.get("keys", []):
+            if jwk.get("kty") != "RSA" or not jwk.get("kid"):
+                continue
+            if jwk.get("alg") not in (None, ALGORITHM) or jwk.get("use") not in (None, "sig"):
+                continue
+            keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk, algorithm=ALGORITHM).key
+        # Keep keys we already trust: a JWKS mid-rotation may briefly omit an old key.
+        self._keys.update(keys)
+        self._fetched_at = time.monotonic()
+
+    async def refresh(self) -> None:
+        self._attempted_at = time.monotonic()
+        try:
+            async with httpx.AsyncClient(transport=self._transport, timeout=5.0, trust_env=False) as client:
+                resp = await client.get(self.jwks_url)
+                resp.raise_for_status()
+                self.load(resp.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWKError) as exc:
+            # Cached keys stay valid; only a never-seen kid fails until auth answers again.
+            log.warning("JWKS fetch from %s failed: %s", self.jwks_url, type(exc).__name__)
+
+    async def key_for(self, kid: str) -> Any | None:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self.max_age_s
+        if (kid not in self._keys or stale) and now - self._attempted_at >= self.min_refresh_s:
+            async with self._lock:
+                if (kid not in self._keys or stale) and time.monotonic() - self._attempted_at >= self.min_refresh_s:
+                    await self.refresh()
+        return self._keys.get(kid)
+
+
+class TokenVerifier:
+    def __init__(self, jwks: JWKSCache, *, issuer: str, audience: str, leeway_s: float = 30.0) -> None:
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise UnauthorizedError("Invalid token") from None
+        # Refuse before any key lookup: `none`, HS256-with-the-public-key and friends die here.
+        if header.get("alg") != ALGORITHM:
+            raise UnauthorizedError("Invalid token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise UnauthorizedError("Invalid token")
+        key = await self.jwks.key_for(kid)
+        if key is None:
+            raise UnauthorizedError("Invalid token")
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+                leeway=self.leeway_s, options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise UnauthorizedError("Token expired") from None
+        except jwt.PyJWTError:
+            raise UnauthorizedError("Invalid token") from None
+        try:
+            user_id = int(claims["sub"])
+        except (TypeError, ValueError):
+            raise UnauthorizedError("Invalid token") from None
+        email = claims.get("email")
+        return Principal(user_id=user_id, email=email if isinstance(email, str) else None)
+
+
+def jwks_document(public_keys: dict[str, Any]) -> dict[str, Any]:
+    """JWKS for {kid: RSA public key}."""
+    keys = []
+    for kid, key in public_keys.items():
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+        jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
+        keys.append(jwk)
+    return {"keys": keys}
+
+
+# auto_error=False: a missing header must give our envelope, not FastAPI's {"detail"}.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def current_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    if not token:
+        raise UnauthorizedError()
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

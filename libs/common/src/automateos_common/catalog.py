@@ -1,0 +1,85 @@
+"""The workflow catalog in Redis: what the ingress and the engine need, without a database trip.
+
+Kept by the workflows service (the owner of the `workflows` table) on every change, and
+rebuilt in full when it starts and periodically:
+
+    aos:hook:{token}   "{workflow_id}:{owner_id}"  only while the workflow is active
+    aos:wf:{id}        hash: owner, active, version, definition (JSON)
+    aos:catalog:ready  set after a full rebuild; when absent (Redis lost its data) a catalog
+                       miss is not an answer, and readers fall back to the workflows service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from .jsonutil import dumps, loads
+
+HOOK_KEY = "aos:hook:{}"
+WF_KEY = "aos:wf:{}"
+READY_KEY = "aos:catalog:ready"
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    workflow_id: int
+    owner_id: int
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    workflow_id: int
+    owner_id: int
+    is_active: bool
+    version: int
+    definition: dict[str, Any]
+    webhook_token: str
+
+
+def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None) -> None:
+    if old_token and old_token != entry.webhook_token:
+        pipe.delete(HOOK_KEY.format(old_token))
+    pipe.hset(WF_KEY.format(entry.workflow_id), mapping={
+        "owner": entry.owner_id, "active": int(entry.is_active), "version": entry.version,
+        "definition": dumps(entry.definition),
+    })
+    hook_key = HOOK_KEY.format(entry.webhook_token)
+    if entry.is_active:
+        pipe.set(hook_key, f"{entry.workflow_id}:{entry.owner_id}")
+    else:
+        pipe.delete(hook_key)
+
+
+def unpublish(pipe: Pipeline, workflow_id: int, webhook_token: str) -> None:
+    pipe.delete(WF_KEY.format(workflow_id), HOOK_KEY.format(webhook_token))
+
+
+def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    wf, _, owner = text.partition(":")
+    return HookTarget(workflow_id=int(wf), owner_id=int(owner))
+
+
+def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:
+    """(target, authoritative): a miss is authoritative only while the catalog is known complete."""
+    raw, ready = redis.mget(HOOK_KEY.format(token), READY_KEY)  # type: ignore[misc]
+    return parse_hook_value(raw), ready is not None
+
+
+def lookup_workflow(redis: Redis, workflow_id: int) -> tuple[CatalogEntry | None, bool]:
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(WF_KEY.format(workflow_id))
+    pipe.exists(READY_KEY)
+    raw, ready = pipe.execute()
+    if not raw:
+        return None, bool(ready)
+    return CatalogEntry(
+        workflow_id=workflow_id, owner_id=int(raw[b"owner"]), is_active=raw[b"active"] == b"1",
+        version=int(raw[b"version"]), definition=loads(raw[b"definition"]), webhook_token="",
+    ), bool(ready)

@@ -1,0 +1,75 @@
+"""Database plumbing: engines, sessions and Alembic migrations that run on start.
+
+Each service owns its tables and its own Alembic history (its own version table), so two
+services can share one PostgreSQL database in compose, and each gets a SQLite file in dev.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL lets the API read while the run recorder writes; FKs are off by default in SQLite.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+
+def session_scope(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def run_migrations(engine: Engine, script_location: Path, version_table: str) -> None:
+    """Upgrade to head. On PostgreSQL an advisory lock serialises replicas starting together."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["version_table"] = version_table
+    with engine.begin() as conn:
+        is_pg = conn.dialect.name == "postgresql"
+        lock_id = zlib.crc32(version_table.encode())
+        if is_pg:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    log.info("migrations at head (%s)", version_table)
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py (online mode with a connection handed in)."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=context.config.attributes["version_table"],
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

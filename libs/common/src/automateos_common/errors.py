@@ -1,0 +1,219 @@
+"""The error hierarchy and the one place that maps it to HTTP.
+
+    AutomateOSError                      500 INTERNAL_ERROR
+    ├── ValidationError                  422 VALIDATION_ERROR  (details.field points at the input)
+    ├── UnauthorizedError                401 UNAUTHORIZED
+    ├── ForbiddenError                   403 FORBIDDEN
+    ├── NotFoundError                    404 NOT_FOUND
+    ├── ConflictError                    409 CONFLICT
+    │   └── EmailTakenError              409 EMAIL_TAKEN
+    ├── PayloadTooLargeError             413 PAYLOAD_TOO_LARGE
+    ├── RateLimitedError                 429 RATE_LIMITED
+    └── ServiceUnavailableError          503 SERVICE_UNAVAILABLE
+    NodeError                            (raised by nodes while a run executes; recorded on the step)
+    ├── NodeConfigError                  the resolved config does not fit the node's schema
+    └── NodeExecutionError               the node ran and failed; `retryable` says whether trying again may help
+
+Every 4xx/5xx body is `{"error": {"code", "message", "details"?}}` (API.md, "Errors").
+Starlette looks exception handlers up along the MRO, so a subclass inherits its parent's mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AutomateOSError(Exception):
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    default_message = "Internal error"
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class ValidationError(AutomateOSError):
+    status_code = 422
+    code = "VALIDATION_ERROR"
+    default_message = "Invalid request"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, issue: str | None = None,
+                 errors: list[dict[str, str]] | None = None) -> None:
+        details: dict[str, Any] = {}
+        if field is not None:
+            details["field"] = field
+        if issue is not None:
+            details["issue"] = issue
+        if errors:
+            details["errors"] = errors
+        super().__init__(message, details=details or None)
+
+
+class UnauthorizedError(AutomateOSError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+    default_message = "Not authenticated"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ForbiddenError(AutomateOSError):
+    status_code = 403
+    code = "FORBIDDEN"
+    default_message = "Forbidden"
+
+
+class NotFoundError(AutomateOSError):
+    status_code = 404
+    code = "NOT_FOUND"
+    default_message = "Not found"
+
+
+class ConflictError(AutomateOSError):
+    status_code = 409
+    code = "CONFLICT"
+    default_message = "Conflict"
+
+
+class EmailTakenError(ConflictError):
+    code = "EMAIL_TAKEN"
+    default_message = "This email is already registered"
+
+
+class PayloadTooLargeError(AutomateOSError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "Payload too large"
+
+
+class RateLimitedError(AutomateOSError):
+    status_code = 429
+    code = "RATE_LIMITED"
+    default_message = "Too many requests"
+
+
+class ServiceUnavailableError(AutomateOSError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "Service unavailable"
+
+
+class NodeError(Exception):
+    """A node failed while a run executed; the message is recorded on the step (no secrets in it)."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+class NodeConfigError(NodeError):
+    pass
+
+
+class NodeExecutionError(NodeError):
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# Status codes Starlette raises itself (routing, methods) mapped to our codes.
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        err["details"] = details
+    return {"error": err}
+
+
+def loc_to_field(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """("body", "definition", "nodes", 1, "url") -> "definition.nodes[1].url"."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie", "form"):
+        source = parts.pop(0)
+        if not parts:
+            return str(source)
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def pydantic_errors(errors: list[Any], prefix: str = "") -> list[dict[str, str]]:
+    result = []
+    for e in errors:
+        field = loc_to_field(tuple(e.get("loc", ())))
+        if prefix:
+            field = f"{prefix}.{field}" if field and not field.startswith("[") else f"{prefix}{field}"
+        result.append({"field": field, "issue": str(e.get("msg", "invalid"))})
+    return result
+
+
+async def _automateos_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AutomateOSError)
+    if exc.status_code >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = pydantic_errors(list(exc.errors()))
+    details: dict[str, Any] = {}
+    if errors:
+        details = {"field": errors[0]["field"], "issue": errors[0]["issue"], "errors": errors}
+    return JSONResponse(error_body("VALIDATION_ERROR", "Invalid request", details), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
+    return JSONResponse(error_body(code, message), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(error_body("INTERNAL_ERROR", "Internal error"), status_code=500)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AutomateOSError, _automateos_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,43 @@
+"""`filter`: continue the run only when a condition matches; otherwise stop it, successfully."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ...errors import NodeExecutionError
+from ..base import Node, NodeConfig, NodeContext, NodeResult
+from ..conditions import ConditionError, compile_condition
+
+
+class FilterConfig(NodeConfig):
+    condition: str = Field(min_length=1, description="CEL expression; {{...}} references are bound as values.")
+    continue_on: bool = Field(default=True, description="Continue when the condition evaluates to this.")
+
+
+class FilterNode(Node):
+    type = "filter"
+    title = "Filter"
+    description = "Evaluates a condition; when it differs from continue_on the run stops and later nodes are skipped."
+    Config = FilterConfig
+    raw_fields = frozenset({"condition"})
+
+    def check(self, config: FilterConfig) -> list[tuple[str, str]]:  # type: ignore[override]
+        try:
+            compile_condition(config.condition)
+        except ConditionError as exc:
+            return [("condition", str(exc))]
+        return []
+
+    def run(self, ctx: NodeContext, config: FilterConfig, input: Any) -> NodeResult:
+        try:
+            value = compile_condition(config.condition).evaluate(ctx.scope, ctx.outputs)
+        except ConditionError as exc:
+            raise NodeExecutionError(str(exc)) from None
+        if not isinstance(value, bool):
+            raise NodeExecutionError(f"condition must be true or false, got {type(value).__name__}: {value!r:.100}")
+        passed = value == config.continue_on
+        note = f"condition {str(value).lower()}; " + ("continued" if passed else "run stopped here")
+        # The data flows through unchanged, so the next node sees what this one saw.
+        return NodeResult(output=input, stop=not passed, note=note)

@@ -1,0 +1,106 @@
+"""`http_request`: call an HTTP API. Output: {"status", "headers", "body"} (JSON bodies parsed)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import Field, HttpUrl
+
+from ...errors import NodeExecutionError
+from ..base import Node, NodeConfig, NodeContext, Templated, Text
+from ..egress import EgressDenied
+
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+USER_AGENT = "AutomateOS/0.1 (+http_request node)"
+_TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "html")
+
+
+class HttpRequestConfig(NodeConfig):
+    url: Templated[HttpUrl] = Field(description="http(s) URL; may be a {{...}} reference.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    headers: dict[str, Text] = Field(default_factory=dict)
+    query: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    body: Any = Field(default=None, description="JSON value, or text; '{{trigger.payload}}' forwards the payload.")
+    body_type: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: objects, lists, numbers and booleans as JSON, strings as text."
+    )
+    timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds for the whole request.")
+    follow_redirects: bool = True
+    fail_on_status: bool = Field(default=False, description="Fail the step on a 4xx/5xx answer.")
+
+
+def _encode_body(config: HttpRequestConfig, headers: dict[str, str]) -> dict[str, Any]:
+    body = config.body
+    if body is None or config.method == "GET":
+        return {}
+    has_type = any(k.lower() == "content-type" for k in headers)
+    if config.body_type == "json" or (config.body_type == "auto" and not isinstance(body, str)):
+        if isinstance(body, str) and config.body_type == "json":
+            content = body.encode()
+        else:
+            content = orjson.dumps(body)
+        if not has_type:
+            headers["Content-Type"] = "application/json"
+        return {"content": content}
+    text = body if isinstance(body, str) else orjson.dumps(body).decode()
+    if not has_type:
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    return {"content": text.encode()}
+
+
+def _decode_body(resp: httpx.Response, raw: bytes) -> Any:
+    if not raw:
+        return None
+    ctype = resp.headers.get("content-type", "").lower()
+    if "json" in ctype:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    if not ctype or any(t in ctype for t in _TEXT_TYPES):
+        return raw.decode(resp.encoding or "utf-8", errors="replace")
+    return {"encoding": "base64", "content_type": ctype, "data": base64.b64encode(raw).decode()}
+
+
+class HttpRequestNode(Node):
+    type = "http_request"
+    title = "HTTP request"
+    description = "Calls a URL (GET/POST/PUT/PATCH/DELETE) and outputs status, headers and body."
+    Config = HttpRequestConfig
+
+    def run(self, ctx: NodeContext, config: HttpRequestConfig, input: Any) -> dict[str, Any]:
+        headers = {"User-Agent": USER_AGENT, **config.headers}
+        kwargs = _encode_body(config, headers)
+        url = str(config.url)
+        try:
+            with ctx.http().stream(
+                config.method, url, headers=headers, params=config.query or None, timeout=config.timeout,
+                follow_redirects=config.follow_redirects, **kwargs,
+            ) as resp:
+                chunks, size = [], 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise NodeExecutionError(f"response body larger than {MAX_RESPONSE_BYTES} bytes")
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
+        except EgressDenied as exc:
+            raise NodeExecutionError(str(exc)) from None
+        except httpx.TimeoutException:
+            raise NodeExecutionError(f"{config.method} {url} timed out after {config.timeout:g}s",
+                                     retryable=True) from None
+        except httpx.TooManyRedirects:
+            raise NodeExecutionError(f"{config.method} {url}: too many redirects") from None
+        except httpx.TransportError as exc:
+            raise NodeExecutionError(f"{config.method} {url} failed: {type(exc).__name__}: {exc}",
+                                     retryable=True) from None
+        if config.fail_on_status and resp.status_code >= 400:
+            raise NodeExecutionError(f"{config.method} {url} answered {resp.status_code}",
+                                     retryable=resp.status_code >= 500 or resp.status_code == 429)
+        out_headers: dict[str, str] = {}
+        for k, v in resp.headers.multi_items():
+            out_headers[k] = f"{out_headers[k]}, {v}" if k in out_headers else v
+        return {"status": resp.status_code, "headers": out_headers, "body": _decode_body(resp, raw)}

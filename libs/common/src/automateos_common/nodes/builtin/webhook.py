@@ -1,0 +1,22 @@
+"""`webhook`: the trigger that starts a run when its webhook URL receives a request."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..base import Node, NodeConfig, NodeContext
+
+
+class WebhookConfig(NodeConfig):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+
+
+class WebhookNode(Node):
+    type = "webhook"
+    kind = "trigger"
+    title = "Webhook"
+    description = "Starts the workflow when its webhook URL is called; outputs payload, headers, query, method."
+    Config = WebhookConfig
+
+    def run(self, ctx: NodeContext, config: WebhookConfig, input: Any) -> Any:
+        return dict(ctx.trigger)

@@ -1,0 +1,76 @@
+"""Conditions: CEL (Common Expression Language), never Python `eval`.
+
+CEL is not Turing-complete, has no attribute access to host objects and no I/O, so an
+expression cannot escape the way n8n's JavaScript expressions did (CVE-2025-68613,
+CVE-2026-1470). `{{...}}` references are not pasted into the expression text: each becomes a
+CEL variable bound to the referenced value, so data can never become code.
+
+    "{{action-1.status}} == 200"                       -> _r0 == 200, _r0 bound to the status
+    "{{trigger.payload.amount}} > 100 && input.ok"      -> input is this node's input
+    "nodes['action-1'].body.items.size() > 0"           -> nodes maps node id -> output
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from .templates import TEMPLATE_RE, Ref, TemplateError, parse_ref
+
+MAX_CONDITION_LENGTH = 4000
+
+
+class ConditionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CompiledCondition:
+    source: str
+    expression: str
+    refs: tuple[Ref, ...]
+    program: Any
+
+    def evaluate(self, scope: Mapping[str, Any], nodes: Mapping[str, Any]) -> Any:
+        variables: dict[str, Any] = {
+            "trigger": scope.get("trigger"), "input": scope.get("input"), "nodes": dict(nodes),
+        }
+        for i, ref in enumerate(self.refs):
+            variables[f"_r{i}"] = ref.lookup(scope)
+        try:
+            return self.program.execute(cel.Context(variables))
+        except Exception as exc:  # the library raises plain RuntimeError/TypeError/ValueError
+            raise ConditionError(f"condition '{self.source}' failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+@lru_cache(maxsize=1024)
+def compile_condition(source: str) -> CompiledCondition:
+    if len(source) > MAX_CONDITION_LENGTH:
+        raise ConditionError(f"condition longer than {MAX_CONDITION_LENGTH} characters")
+    refs: list[Ref] = []
+
+    def substitute(m: Any) -> str:
+        refs.append(parse_ref(m.group(1)))
+        return f"_r{len(refs) - 1}"
+
+    try:
+        expression = TEMPLATE_RE.sub(substitute, source)
+    except TemplateError as exc:
+        raise ConditionError(str(exc)) from None
+    if "{{" in expression:
+        raise ConditionError("unclosed '{{' in condition")
+    if not expression.strip():
+        raise ConditionError("condition is empty")
+    try:
+        program = cel.compile(expression)
+    except Exception as exc:
+        raise ConditionError(f"not a valid CEL expression: {_first_line(exc)}") from None
+    return CompiledCondition(source=source, expression=expression, refs=tuple(refs), program=program)

@@ -1,0 +1,111 @@
+"""Settings shared by every service; each service subclasses `CommonSettings`.
+
+Nothing here is read at import time: services call their own `get_settings()`
+(behind `lru_cache`) so tests can swap it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class CommonSettings(BaseSettings):
+    """Configuration every service reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOMATEOS_", extra="ignore", populate_by_name=True)
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Origin written into webhook URLs (AUTOMATEOS_PUBLIC_URL).",
+    )
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Local folder for dev state: SQLite files, generated keys, the internal token.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "AUTOMATEOS_DATABASE_URL"),
+        description="SQLAlchemy URL; unset means a SQLite file per service in the data folder.",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "AUTOMATEOS_REDIS_URL"),
+        description="Redis URL (queue, run state, webhook token map).",
+    )
+    egress_allow: str = Field(
+        default="",
+        description="Comma-separated hosts/CIDRs node HTTP calls may reach although loopback/private/link-local.",
+    )
+    internal_token: SecretStr | None = Field(
+        default=None,
+        description="Shared secret for service-to-service calls; generated into the data folder when unset.",
+    )
+    auth_url: str = Field(default="http://127.0.0.1:8001", description="Internal base URL of the auth service.")
+    workflows_url: str = Field(
+        default="http://127.0.0.1:8002", description="Internal base URL of the workflows service."
+    )
+    jwt_issuer: str = Field(default="automateos", description="`iss` of access tokens.")
+    jwt_audience: str = Field(default="automateos-api", description="`aud` of access tokens.")
+    queue_name: str = Field(default="automateos", description="RQ queue the ingress fills and the engine drains.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def database_url_for(self, service: str) -> str:
+        """The configured URL, or a per-service SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def internal_secret(self) -> str:
+        """The service-to-service secret: from the environment, else a file created on first use."""
+        if self.internal_token is not None:
+            return self.internal_token.get_secret_value()
+        return read_or_create_secret(self.data_dir / "internal-token")
+
+    def egress_allowlist(self) -> tuple[frozenset[str], tuple[Network, ...]]:
+        """(host names, networks) from AUTOMATEOS_EGRESS_ALLOW."""
+        return parse_egress_allow(self.egress_allow)
+
+
+def parse_egress_allow(raw: str) -> tuple[frozenset[str], tuple[Network, ...]]:
+    hosts: set[str] = set()
+    nets: list[Network] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            hosts.add(item.lower().rstrip("."))
+    return frozenset(hosts), tuple(nets)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """Read a secret file, creating it (mode 0600, atomically) when it does not exist yet."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    try:
+        # O_EXCL: when several services start at once, exactly one writes the file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value

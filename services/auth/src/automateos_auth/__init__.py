@@ -1,0 +1,1 @@
+"""AutomateOS auth service: users, login, RS256 access tokens, JWKS."""

@@ -1,0 +1,41 @@
+"""Dependencies as Annotated aliases, composed from each other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from automateos_common.auth import CurrentPrincipal
+from automateos_common.errors import UnauthorizedError
+
+from ..keys import SigningKey
+from ..models import User
+from ..settings import AuthSettings, get_settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_signing_key(request: Request) -> SigningKey:
+    key: SigningKey = request.app.state.signing_key
+    return key
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
+SigningKeyDep = Annotated[SigningKey, Depends(get_signing_key)]
+
+
+def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
+    user = session.get(User, principal.user_id)
+    if user is None:  # a valid token for a user that no longer exists
+        raise UnauthorizedError("Invalid token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

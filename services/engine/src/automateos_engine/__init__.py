@@ -1,0 +1,1 @@
+"""AutomateOS engine: RQ workers that run workflows, plus a health endpoint."""

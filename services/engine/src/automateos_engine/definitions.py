@@ -1,0 +1,48 @@
+"""Where the engine gets a workflow's definition: the Redis catalog, else the workflows service."""
+
+from __future__ import annotations
+
+import httpx
+from redis import Redis
+
+from automateos_common import catalog
+from automateos_common.catalog import CatalogEntry
+from automateos_common.internal import INTERNAL_HEADER
+
+
+class DefinitionUnavailable(RuntimeError):
+    """Neither the catalog nor the workflows service could answer (retry later)."""
+
+
+class DefinitionSource:
+    def __init__(self, redis: Redis, workflows_url: str, internal_secret: str,
+                 client: httpx.Client | None = None) -> None:
+        self.redis = redis
+        self.workflows_url = workflows_url.rstrip("/")
+        self._secret = internal_secret
+        self._client = client
+
+    def get(self, workflow_id: int) -> CatalogEntry | None:
+        entry, authoritative = catalog.lookup_workflow(self.redis, workflow_id)
+        if entry is not None or authoritative:
+            return entry
+        return self._fetch(workflow_id)
+
+    def _fetch(self, workflow_id: int) -> CatalogEntry | None:
+        client = self._client or httpx.Client(timeout=10.0, trust_env=False)
+        try:
+            resp = client.get(f"{self.workflows_url}/internal/v1/workflows/{workflow_id}",
+                              headers={INTERNAL_HEADER: self._secret})
+        except httpx.HTTPError as exc:
+            raise DefinitionUnavailable(f"workflows service unreachable: {type(exc).__name__}") from None
+        finally:
+            if self._client is None:
+                client.close()
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise DefinitionUnavailable(f"workflows service answered {resp.status_code}")
+        data = resp.json()
+        return CatalogEntry(workflow_id=data["id"], owner_id=data["owner_id"], is_active=data["is_active"],
+                            version=data["version"], definition=data["definition"],
+                            webhook_token=data["webhook_token"])
