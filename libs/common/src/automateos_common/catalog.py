@@ -72,6 +72,14 @@ def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:
     return parse_hook_value(raw), ready is not None
 
 
+def lookup_owner(redis: Redis, workflow_id: int) -> tuple[int | None, bool]:
+    pipe = redis.pipeline(transaction=False)
+    pipe.hget(WF_KEY.format(workflow_id), "owner")
+    pipe.exists(READY_KEY)
+    owner, ready = pipe.execute()
+    return (int(owner) if owner is not None else None), bool(ready)
+
+
 def lookup_workflow(redis: Redis, workflow_id: int) -> tuple[CatalogEntry | None, bool]:
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(WF_KEY.format(workflow_id))

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -59,6 +59,27 @@ def run_migrations(engine: Engine, script_location: Path, version_table: str) ->
     log.info("migrations at head (%s)", version_table)
 
 
+def service_metadata(*tables: Table) -> MetaData:
+    """A MetaData with only these tables: services share one database but not their schemas."""
+    md = MetaData()
+    for table in tables:
+        table.to_metadata(md)
+    return md
+
+
+def alembic_context_options(target_metadata: MetaData, version_table: str, dialect: str) -> dict[str, Any]:
+    own = set(target_metadata.tables)
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:  # noqa: ARG001
+        # Tables of other services (and their version tables) in a shared database are not ours.
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        table_name = name if type_ == "table" else getattr(table, "name", None)
+        return table_name in own
+
+    return {"target_metadata": target_metadata, "version_table": version_table, "include_object": include_object,
+            "render_as_batch": dialect == "sqlite", "compare_type": True}
+
+
 def run_alembic_env(target_metadata: MetaData) -> None:
     """Body of every service's migrations/env.py (online mode with a connection handed in)."""
     from alembic import context
@@ -66,10 +87,8 @@ def run_alembic_env(target_metadata: MetaData) -> None:
     connection = context.config.attributes["connection"]
     context.configure(
         connection=connection,
-        target_metadata=target_metadata,
-        version_table=context.config.attributes["version_table"],
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        **alembic_context_options(target_metadata, context.config.attributes["version_table"],
+                                  connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
+from automateos_common.db import service_metadata
+
 from automateos_common.jsonutil import utcnow
 
 
@@ -18,3 +20,7 @@ class User(SQLModel, table=True):
     email: str = Field(max_length=320, unique=True, index=True)
     password_hash: str = Field(max_length=512)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# This service's tables only (migrations compare against this, not SQLModel's global metadata).
+METADATA = service_metadata(User.__table__)

@@ -1,6 +1,4 @@
-from sqlmodel import SQLModel
-
-from automateos_auth import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from automateos_common.db import run_alembic_env
+from automateos_auth import models
 
-run_alembic_env(SQLModel.metadata)
+run_alembic_env(models.METADATA)

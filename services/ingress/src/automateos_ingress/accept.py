@@ -1,0 +1,80 @@
+"""The hot path: resolve the target from the Redis catalog, write the run and its job, return.
+
+The database is never touched here. Only when Redis has lost the catalog (no ready marker)
+does a miss ask the workflows service, which also republishes the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+
+from automateos_common import catalog
+from automateos_common.errors import NotFoundError, ServiceUnavailableError
+from automateos_common.internal import INTERNAL_HEADER
+from automateos_common.queue import accept_run
+from automateos_common.runs import RunState
+
+
+@dataclass
+class Acceptor:
+    redis: Redis
+    queue: Queue
+    workflows_url: str
+    internal_secret: str
+    http: httpx.Client
+
+    def _ask_workflows(self, path: str) -> dict[str, Any] | None:
+        try:
+            resp = self.http.get(f"{self.workflows_url}/internal/v1/{path}",
+                                 headers={INTERNAL_HEADER: self.internal_secret})
+        except httpx.HTTPError:
+            raise ServiceUnavailableError("Cannot resolve the workflow right now; retry shortly",
+                                          headers={"Retry-After": "1"}) from None
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ServiceUnavailableError("Cannot resolve the workflow right now; retry shortly",
+                                          headers={"Retry-After": "1"})
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def resolve_hook(self, token: str) -> catalog.HookTarget:
+        target, authoritative = catalog.lookup_hook(self.redis, token)
+        if target is None and not authoritative:
+            data = self._ask_workflows(f"hooks/{token}")
+            if data is not None:
+                target = catalog.HookTarget(workflow_id=data["workflow_id"], owner_id=data["owner_id"])
+        if target is None:
+            raise NotFoundError("Unknown or inactive webhook")
+        return target
+
+    def resolve_owned(self, workflow_id: int, user_id: int) -> catalog.HookTarget:
+        owner, authoritative = catalog.lookup_owner(self.redis, workflow_id)
+        if owner is None and not authoritative:
+            data = self._ask_workflows(f"workflows/{workflow_id}")
+            owner = data["owner_id"] if data is not None else None
+        if owner != user_id:
+            raise NotFoundError("Workflow not found")  # someone else's is indistinguishable from none
+        return catalog.HookTarget(workflow_id=workflow_id, owner_id=user_id)
+
+    def accept(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
+        return accept_run(self.redis, self.queue, workflow_id=target.workflow_id, owner_id=target.owner_id,
+                          trigger=trigger, trigger_data=data)
+
+    def webhook(self, token: str, data: dict[str, Any]) -> RunState:
+        try:
+            return self.accept(self.resolve_hook(token), "webhook", data)
+        except RedisError:
+            raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None
+
+    def manual(self, workflow_id: int, user_id: int, data: dict[str, Any]) -> RunState:
+        try:
+            return self.accept(self.resolve_owned(workflow_id, user_id), "manual", data)
+        except RedisError:
+            raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None

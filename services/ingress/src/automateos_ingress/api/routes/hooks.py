@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import anyio
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from automateos_common.auth import CurrentPrincipal
+from automateos_common.errors import ValidationError
+
+from ...accept import Acceptor
+from ...payloads import parse_payload, read_body, trigger_data
+from ...settings import get_settings
+
+router = APIRouter(tags=["triggers"])
+
+ACCEPTED = {202: {"description": "Accepted: the run is queued",
+                  "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
+
+
+def _accepted(execution_id: str) -> JSONResponse:
+    return JSONResponse({"execution_id": execution_id, "status": "queued"}, status_code=202,
+                        headers={"Location": f"/api/v1/logs/{execution_id}"})
+
+
+@router.post("/hooks/{token}", status_code=202, responses=ACCEPTED)
+async def webhook(token: str, request: Request) -> JSONResponse:
+    """Start the workflow behind this webhook URL. Any body up to 1 MiB; no JWT (the token is the secret)."""
+    body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
+    data = trigger_data(payload=parse_payload(body, request.headers.get("content-type")),
+                        headers=request.headers, query=request.query_params, method=request.method)
+    acceptor: Acceptor = request.app.state.acceptor
+    run = await anyio.to_thread.run_sync(acceptor.webhook, token, data)
+    return _accepted(run.id)
+
+
+@router.post("/api/v1/workflows/{workflow_id}/execute", status_code=202, responses=ACCEPTED)
+async def execute(workflow_id: int, request: Request, user: CurrentPrincipal) -> JSONResponse:
+    """Run the workflow now (the owner only); the JSON body becomes `trigger.payload`."""
+    body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
+    try:
+        payload = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise ValidationError("Body must be JSON", field="body", issue="not valid JSON") from None
+    data = trigger_data(payload=payload, headers=request.headers, query=request.query_params, method=request.method)
+    acceptor: Acceptor = request.app.state.acceptor
+    run = await anyio.to_thread.run_sync(acceptor.manual, workflow_id, user.user_id, data)
+    return _accepted(run.id)

@@ -1,0 +1,51 @@
+"""The ingress service: `uvicorn automateos_ingress.main:create_app --factory`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from redis import BlockingConnectionPool, Redis
+
+from automateos_common.app import check_redis, create_service_app
+from automateos_common.auth import JWKS_PATH, JWKSCache, TokenVerifier
+from automateos_common.queue import make_queue
+
+from .accept import Acceptor
+from .api.routes import hooks
+from .settings import IngressSettings, get_settings
+
+
+def create_app(settings: IngressSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Blocking pool: a burst waits briefly for a connection instead of opening hundreds.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5,
+                                               socket_timeout=5, socket_connect_timeout=2)
+        redis = Redis(connection_pool=pool)
+        http = httpx.Client(timeout=5.0, trust_env=False)
+        app.state.redis = redis
+        app.state.acceptor = Acceptor(redis=redis, queue=make_queue(redis, settings.queue_name),
+                                      workflows_url=settings.workflows_url.rstrip("/"),
+                                      internal_secret=settings.internal_secret(), http=http)
+        app.state.token_verifier = TokenVerifier(
+            JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
+            issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        )
+        yield
+        http.close()
+        redis.close()
+
+    async def health(app: FastAPI) -> dict[str, str]:
+        return {"redis": await check_redis(app)}
+
+    app = create_service_app(
+        "ingress", title="AutomateOS ingress", lifespan=lifespan, health=health, log_level=settings.log_level,
+        description="Accepts webhooks and manual runs: the job is in Redis before the 202 is sent.",
+    )
+    app.include_router(hooks.router)
+    return app

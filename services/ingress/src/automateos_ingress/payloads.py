@@ -1,0 +1,74 @@
+"""Turning an HTTP request into trigger data: {"payload", "headers", "query", "method"}.
+
+payload by Content-Type: JSON parsed (invalid JSON kept as text: the delivery is never
+lost), form-encoded as an object, text as a string, anything else as
+{"encoding": "base64", "content_type", "data"}; an empty body is null.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.datastructures import Headers, QueryParams
+
+from automateos_common.errors import PayloadTooLargeError
+from automateos_common.internal import INTERNAL_HEADER
+
+# Credentials of the caller are not workflow data and never go into run history.
+DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", INTERNAL_HEADER.lower()})
+
+
+async def read_body(stream: Any, content_length: str | None, limit: int) -> bytes:
+    if content_length and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLargeError(f"Body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"Body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            out[k] = [*out[k], v] if isinstance(out[k], list) else [out[k], v]
+        else:
+            out[k] = v
+    return out
+
+
+def parse_payload(body: bytes, content_type: str | None) -> Any:
+    if not body:
+        return None
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if "json" in ctype or not ctype:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    if ctype == "application/x-www-form-urlencoded":
+        try:
+            return _multi([(k, v) for k, vs in parse_qs(body.decode(), keep_blank_values=True).items() for v in vs])
+        except UnicodeDecodeError:
+            pass
+    if not ctype or ctype.startswith("text/") or "json" in ctype or "xml" in ctype or "form" in ctype:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"encoding": "base64", "content_type": ctype or None, "data": base64.b64encode(body).decode()}
+
+
+def trigger_data(*, payload: Any, headers: Headers, query: QueryParams, method: str) -> dict[str, Any]:
+    return {
+        "payload": payload,
+        "headers": {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS},
+        "query": _multi(list(query.multi_items())),
+        "method": method,
+    }

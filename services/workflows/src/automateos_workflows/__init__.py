@@ -1,0 +1,1 @@
+"""AutomateOS workflows service: workflow CRUD, definitions, run history."""

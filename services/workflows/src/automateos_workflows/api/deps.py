@@ -1,0 +1,49 @@
+"""Dependencies as Annotated aliases, composed from each other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from redis import Redis
+from sqlmodel import Session
+
+from automateos_common.nodes.registry import NodeRegistry
+
+from ..publisher import Publisher
+from ..settings import WorkflowsSettings, get_settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+def get_registry(request: Request) -> NodeRegistry:
+    registry: NodeRegistry = request.app.state.registry
+    return registry
+
+
+class Page:
+    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[WorkflowsSettings, Depends(get_settings)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
+PageDep = Annotated[Page, Depends()]

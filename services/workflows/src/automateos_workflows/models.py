@@ -1,0 +1,82 @@
+"""Tables owned by the workflows service: workflows, their runs (executions) and run steps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from automateos_common.db import service_metadata
+
+from automateos_common.jsonutil import utcnow
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class Workflow(SQLModel, table=True):
+    __tablename__ = "workflows"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(index=True)
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    is_active: bool = Field(default=True)
+    definition: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    # The webhook URL's secret (256 bits, URL-safe); it never changes for the workflow's life.
+    webhook_token: str = Field(max_length=64, unique=True, index=True)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Execution(SQLModel, table=True):
+    __tablename__ = "executions"
+    __table_args__ = (Index("ix_executions_workflow_created", "workflow_id", "created_at"),)
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))
+    workflow_id: int = Field(
+        sa_column=Column(ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    )
+    owner_id: int = Field(index=True)
+    status: str = Field(max_length=16)
+    trigger: str = Field(max_length=16)
+    payload: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    result: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    workflow_version: int | None = None
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    duration_ms: int | None = None
+    # Version of the Redis state this row was written from; older writes never overwrite newer.
+    rev: int = Field(default=0)
+
+
+class ExecutionStep(SQLModel, table=True):
+    __tablename__ = "execution_steps"
+
+    execution_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
+    )
+    node_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    position: int
+    type: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    input: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    output: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attempts: int = Field(default=0)
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+
+
+# This service's tables only (migrations compare against this, not SQLModel's global metadata).
+METADATA = service_metadata(Workflow.__table__, Execution.__table__, ExecutionStep.__table__)

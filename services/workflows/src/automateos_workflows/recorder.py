@@ -1,0 +1,168 @@
+"""The run history recorder: Redis run state -> database, in batches.
+
+It reads run ids from the stream `aos:events` as the consumer group `recorder` (several
+replicas share the work), loads each run's current state from Redis once per batch however
+many events it had, and upserts runs and steps; an older `rev` never overwrites a newer one.
+Entries are acknowledged only after the database commit, so a crash re-delivers them. Once a
+finished run is in the database its Redis copy expires after `finished_run_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from automateos_common.runs import EVENTS_STREAM, RunState, RunStore
+
+from .models import Execution, ExecutionStep, Workflow
+
+log = logging.getLogger(__name__)
+GROUP = "recorder"
+CLAIM_IDLE_MS = 60_000
+
+
+def _insert(engine: Engine, table: Table) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _run_row(run: RunState) -> dict[str, Any]:
+    return {
+        "id": run.id, "workflow_id": run.workflow_id, "owner_id": run.owner_id, "status": run.status.value,
+        "trigger": run.trigger, "payload": run.payload, "result": run.result, "error_message": run.error_message,
+        "workflow_version": run.workflow_version, "created_at": run.created_at, "started_at": run.started_at,
+        "completed_at": run.completed_at, "duration_ms": run.duration_ms, "rev": run.rev,
+    }
+
+
+def _step_rows(run: RunState) -> list[dict[str, Any]]:
+    return [{
+        "execution_id": run.id, "node_id": s.node_id, "position": s.position, "type": s.type,
+        "status": s.status.value, "input": s.input, "output": s.output, "error": s.error, "note": s.note,
+        "attempts": s.attempts, "started_at": s.started_at, "completed_at": s.completed_at,
+    } for s in run.steps]
+
+
+def upsert_runs(session: Session, engine: Engine, runs: list[RunState]) -> list[str]:
+    """Write runs and their steps; returns the ids whose row was written (newer rev)."""
+    if not runs:
+        return []
+    ex_table: Table = Execution.__table__  # type: ignore[attr-defined]
+    st_table: Table = ExecutionStep.__table__  # type: ignore[attr-defined]
+    stmt = _insert(engine, ex_table).values([_run_row(r) for r in runs])
+    updatable = [c.name for c in ex_table.columns if c.name not in ("id", "workflow_id", "owner_id", "created_at")]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"], set_={c: stmt.excluded[c] for c in updatable},
+        where=ex_table.c.rev < stmt.excluded.rev,
+    ).returning(ex_table.c.id)
+    written = set(session.execute(stmt).scalars().all())
+    step_rows = [row for r in runs if r.id in written for row in _step_rows(r)]
+    if step_rows:
+        sstmt = _insert(engine, st_table).values(step_rows)
+        scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "node_id")]
+        sstmt = sstmt.on_conflict_do_update(index_elements=["execution_id", "node_id"],
+                                            set_={c: sstmt.excluded[c] for c in scols})
+        session.execute(sstmt)
+    return [r.id for r in runs if r.id in written]
+
+
+class Recorder:
+    def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
+                 consumer: str | None = None) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.store = RunStore(redis)
+        self.batch = batch
+        self.finished_ttl_s = finished_ttl_s
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _record(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        if not entries:
+            return 0
+        ids = list(dict.fromkeys(fields[b"run"].decode() for _, fields in entries if b"run" in fields))
+        states = self.store.load_many(ids)
+        runs = list(states.values())
+        with Session(self.engine) as session:
+            known = set(session.exec(select(Workflow.id).where(
+                col(Workflow.id).in_({r.workflow_id for r in runs}))).all()) if runs else set()
+            runs = [r for r in runs if r.workflow_id in known]  # the workflow was deleted: nothing to keep
+            try:
+                upsert_runs(session, self.engine, runs)
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                self._record_one_by_one(runs)
+        finished = [r for r in states.values() if r.is_terminal]
+        entry_ids = [eid for eid, _ in entries]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(EVENTS_STREAM, GROUP, *entry_ids)
+            pipe.xdel(EVENTS_STREAM, *entry_ids)
+            for r in finished:
+                pipe.expire(self.store.key(r.id), self.finished_ttl_s)
+            pipe.execute()
+        return len(ids)
+
+    def _record_one_by_one(self, runs: list[RunState]) -> None:
+        # A workflow deleted between our check and the insert: keep every other run of the batch.
+        for run in runs:
+            with Session(self.engine) as session:
+                try:
+                    upsert_runs(session, self.engine, [run])
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                    log.info("run %s dropped: its workflow was deleted", run.id)
+
+    def step(self, block_ms: int = 1000) -> int:
+        """Process one batch; returns the number of runs recorded."""
+        resp = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch, block=block_ms)
+        entries = resp[0][1] if resp else []
+        return self._record(entries)
+
+    def recover(self) -> int:
+        """Take over entries another (dead) consumer read but never acknowledged, and our own."""
+        n = 0
+        own = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"}, count=self.batch)
+        if own and own[0][1]:
+            n += self._record(own[0][1])
+        start = "0-0"
+        while True:
+            start, claimed, *_ = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, CLAIM_IDLE_MS,
+                                                       start_id=start, count=self.batch)
+            n += self._record([e for e in claimed if e[1]])
+            if start in (b"0-0", "0-0"):
+                return n
+
+    def run_forever(self, stop: threading.Event) -> None:
+        ready = False
+        while not stop.is_set():
+            try:
+                if not ready:
+                    self.ensure_group()
+                    self.recover()
+                    ready = True
+                self.step()
+            except (RedisError, OSError) as exc:
+                log.warning("recorder: Redis unavailable (%s); retrying", exc)
+                ready = False
+                stop.wait(1.0)
+            except Exception:
+                log.exception("recorder batch failed; retrying")
+                stop.wait(1.0)

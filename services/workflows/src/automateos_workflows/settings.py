@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from automateos_common.settings import CommonSettings
+
+
+class WorkflowsSettings(CommonSettings):
+    catalog_resync_s: float = Field(default=300.0, gt=0, description="Full rebuild of the Redis catalog, every N s.")
+    recorder_batch: int = Field(default=500, ge=1, le=10000, description="Run events the recorder takes per batch.")
+    finished_run_ttl_s: int = Field(
+        default=300, ge=1, description="How long a finished run stays in Redis after it is in the database."
+    )
+    recorder_enabled: bool = Field(default=True, description="Run the history recorder in this process.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> WorkflowsSettings:
+    return WorkflowsSettings()

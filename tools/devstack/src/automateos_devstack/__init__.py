@@ -1,0 +1,1 @@
+"""Development and test tooling: real Redis/PostgreSQL launchers, the dev gateway, the process stack."""
