@@ -18,16 +18,18 @@ def redact(text: str) -> str:
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args) \
-                if isinstance(record.args, tuple) else record.args
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        # Format first: arguments may be objects (an httpx.URL) whose text holds the secret.
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per upstream call from httpx would repeat the access log (and its URLs).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     flt = RedactingFilter()
     for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error", "rq.worker"):
         logger = logging.getLogger(name)

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # uvicorn handles SIGINT/SIGTERM (graceful stop) and returns; then the workers go.
         uvicorn.run(create_app(worker_status=sup.status), host=args.host or settings.engine_host,
-                    port=args.port or settings.engine_port, log_level=settings.log_level.lower())
+                    port=args.port or settings.engine_port, log_level=settings.log_level.lower(),
+                    access_log=False)
     finally:
         sup.stop()

@@ -17,8 +17,12 @@ from starlette.datastructures import Headers, QueryParams
 from automateos_common.errors import PayloadTooLargeError
 from automateos_common.internal import INTERNAL_HEADER
 
-# Credentials of the caller are not workflow data and never go into run history.
-DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", INTERNAL_HEADER.lower()})
+# Credentials of the caller are not workflow data and never go into run history; hop-by-hop
+# headers describe the connection, not the request.
+DROPPED_HEADERS = frozenset({
+    "authorization", "cookie", "proxy-authorization", INTERNAL_HEADER.lower(),
+    "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+})
 
 
 async def read_body(stream: Any, content_length: str | None, limit: int) -> bytes:

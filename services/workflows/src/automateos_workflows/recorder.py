@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from redis import Redis
@@ -78,13 +79,14 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState]) -> list[
 
 class Recorder:
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
-                 consumer: str | None = None) -> None:
+                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
         self.engine = engine
         self.redis = redis
         self.store = RunStore(redis)
         self.batch = batch
         self.finished_ttl_s = finished_ttl_s
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
 
     def ensure_group(self) -> None:
         try:
@@ -144,7 +146,7 @@ class Recorder:
             n += self._record(own[0][1])
         start = "0-0"
         while True:
-            start, claimed, *_ = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, CLAIM_IDLE_MS,
+            start, claimed, *_ = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, self.claim_idle_ms,
                                                        start_id=start, count=self.batch)
             n += self._record([e for e in claimed if e[1]])
             if start in (b"0-0", "0-0"):
@@ -152,12 +154,15 @@ class Recorder:
 
     def run_forever(self, stop: threading.Event) -> None:
         ready = False
+        next_recover = 0.0
         while not stop.is_set():
             try:
                 if not ready:
                     self.ensure_group()
-                    self.recover()
                     ready = True
+                if time.monotonic() >= next_recover:
+                    self.recover()  # entries a dead replica read but never recorded
+                    next_recover = time.monotonic() + self.claim_idle_ms / 1000
                 self.step()
             except (RedisError, OSError) as exc:
                 log.warning("recorder: Redis unavailable (%s); retrying", exc)

@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
 
     data_dir = Path(os.environ.get("AUTOMATEOS_DATA_DIR", ".data")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = {**DEFAULT_PORTS, "gateway": args.port}
+    # AUTOMATEOS_<SERVICE>_PORT moves a service (e.g. when 8001-8004 are taken).
+    ports = {name: int(os.environ.get(f"AUTOMATEOS_{name.upper()}_PORT", default))
+             for name, default in DEFAULT_PORTS.items()}
+    ports["gateway"] = args.port
     busy = [f"{name} :{p}" for name, p in ports.items() if not _port_free(p)]
     if busy:
         sys.exit(f"ports in use: {', '.join(busy)} (another `make dev`?). Set AUTOMATEOS_PORT to move the gateway.")

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from automateos_common.logs import setup_logging
+
 # (regex on the path, upstream service). First match wins; order matters.
 ROUTES: list[tuple[str, str]] = [
     (r"^/api/v1/workflows/[^/]+/execute/?$", "ingress"),
@@ -65,6 +67,7 @@ LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>AutomateOS<
 
 
 def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
+    setup_logging(os.environ.get("AUTOMATEOS_LOG_LEVEL", "INFO"))  # access lines carry webhook tokens: redact
     ups = upstreams or upstreams_from_env()
     client_holder: dict[str, httpx.AsyncClient] = {}
 

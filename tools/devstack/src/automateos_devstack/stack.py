@@ -24,7 +24,7 @@ from .gateway import DEFAULT_PORTS, SERVICES
 
 def _uvicorn(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-server-header"]
+            "--log-level", "info", "--no-server-header"]
 
 
 @dataclass
@@ -35,6 +35,10 @@ class Stack:
     log_dir: Path | None = None  # None: lines go to our stdout, prefixed with the service name
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["AUTOMATEOS_DATA_DIR"])
 
     @property
     def gateway_url(self) -> str:

