@@ -25,6 +25,8 @@ dev: install
 	@$(BIN)/python -m automateos_devstack
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(SOURCES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install

@@ -14,7 +14,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from tests.integration.helpers import Api, example_definition
 
 pytestmark = pytest.mark.integration
@@ -53,7 +52,8 @@ def test_register_login_me(api: Api):
     wrong = api.http.post("/api/v1/auth/token", data={"username": email, "password": "x" * 255 + "y"})
     unknown = api.http.post("/api/v1/auth/token", data={"username": "nobody@example.com", "password": "x" * 8})
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"error": {"code": "UNAUTHORIZED", "message": "Incorrect email or password"}}
+    refused = {"error": {"code": "UNAUTHORIZED", "message": "Incorrect email or password"}}
+    assert wrong.json() == unknown.json() == refused
 
 
 def test_someone_elses_workflow_and_runs_are_404_everywhere(api: Api, echo_server):
@@ -196,7 +196,8 @@ def test_node_types_are_listed_with_their_schemas(api: Api):
 
 
 def test_health_and_docs_through_the_gateway(api: Api):
-    assert api.http.get("/healthz").json()["checks"] == {"auth": "ok", "workflows": "ok", "ingress": "ok", "engine": "ok"}
+    checks = api.http.get("/healthz").json()["checks"]
+    assert checks == {"auth": "ok", "workflows": "ok", "ingress": "ok", "engine": "ok"}
     for svc in ("auth", "workflows", "ingress", "engine"):
         health = api.http.get(f"/api/v1/{svc}/healthz")
         assert (health.status_code, health.json()["service"]) == (200, svc)

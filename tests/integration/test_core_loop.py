@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 from redis import Redis
+from tests.integration.helpers import Api, example_definition
 
 from automateos_common import catalog
-from tests.integration.helpers import Api, example_definition
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +150,25 @@ def test_webhook_still_resolves_when_redis_lost_the_catalog(api: Api, echo_serve
     assert redis.get(catalog.HOOK_KEY.format(token)) == f"{wf['id']}:{user['id']}".encode()  # republished
     # While the catalog is incomplete, an unknown token is still a clean 404.
     assert httpx.post(f"{api.base_url}/hooks/unknown-token", json={}).status_code == 404
+
+
+def test_accepted_run_waits_queued_while_no_worker_runs_and_completes_after(api: Api, echo_server, pg_stack):
+    user = api.register()
+    wf = api.create_workflow(user, example_definition(f"{echo_server.url}/later"))
+    pg_stack.stop("engine")
+    try:
+        ids = [httpx.post(wf["webhook_url"], json={"n": i}).json()["execution_id"] for i in range(3)]
+        for execution_id in ids:
+            run = api.http.get(f"/api/v1/logs/{execution_id}", headers=user["headers"]).json()
+            assert (run["status"], run["steps"], run["started_at"]) == ("queued", [], None)
+        time.sleep(1.5)  # the recorder has written them to the database by now
+        listed = api.http.get(f"/api/v1/workflows/{wf['id']}/logs", headers=user["headers"]).json()
+        assert listed["total"] == 3
+        assert [r["id"] for r in listed["items"]] == ids[::-1]  # newest first
+        assert {r["status"] for r in listed["items"]} == {"queued"}
+    finally:
+        pg_stack.start("engine")
+        pg_stack.wait_healthy("engine")
+    runs = [api.wait_run(user, execution_id) for execution_id in ids]
+    assert [r["status"] for r in runs] == ["success"] * 3
+    assert [r["payload"] for r in runs] == [{"n": 0}, {"n": 1}, {"n": 2}]

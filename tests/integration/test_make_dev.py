@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.integration.helpers import Api, example_definition
 
 from automateos_devstack.servers import free_port
-from tests.integration.helpers import Api, example_definition
 
 pytestmark = pytest.mark.integration
 

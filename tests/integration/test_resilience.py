@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from tests.integration.helpers import Api, example_definition
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -49,3 +50,17 @@ def node_context(*, handler: Callable[[httpx.Request], httpx.Response] | None = 
         scope=scope if scope is not None else {"trigger": trigger}, outputs=outputs if outputs is not None else {},
         http_client=http_client,
     )
+
+
+@dataclass
+class LocalServer:
+    """A real HTTP server on a loopback address (the `start_server` fixture); records request paths."""
+
+    host: str
+    port: int = 0
+    paths: list[str] = field(default_factory=list)
+    redirect_to: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -68,7 +68,7 @@ def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:
 
 def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:
     """(target, authoritative): a miss is authoritative only while the catalog is known complete."""
-    raw, ready = redis.mget(HOOK_KEY.format(token), READY_KEY)  # type: ignore[misc]
+    raw, ready = redis.mget(HOOK_KEY.format(token), READY_KEY)
     return parse_hook_value(raw), ready is not None
 
 

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-
-@dataclass
-class LocalServer:
-    """A real HTTP server on a loopback address; records the paths it was asked for."""
-
-    host: str
-    port: int = 0
-    paths: list[str] = field(default_factory=list)
-    redirect_to: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+from libs.common.tests.factories import LocalServer
 
 
 @pytest.fixture
@@ -54,7 +41,8 @@ def start_server() -> Iterator[Callable[..., LocalServer]]:
 
         server = ThreadingHTTPServer((host, 0), Handler)
         info.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown() (and so each test) fast.
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         running.append((server, thread))
         return info

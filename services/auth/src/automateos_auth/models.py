@@ -8,7 +8,6 @@ from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
 from automateos_common.db import service_metadata
-
 from automateos_common.jsonutil import utcnow
 
 
@@ -23,4 +22,4 @@ class User(SQLModel, table=True):
 
 
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).
-METADATA = service_metadata(User.__table__)
+METADATA = service_metadata(User.__table__)  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ def run_worker(*, burst: bool = False) -> bool:
     setup_logging(settings.log_level)
     # Import and discover before forking, so every work-horse starts warm.
     registry = default_registry()
-    assert jobs.run_execution
+    assert callable(jobs.run_execution)
     redis = Redis.from_url(settings.redis_url)
     queue = make_queue(redis, settings.queue_name)
     worker_cls = SimpleWorker if settings.worker_class == "simple" else Worker

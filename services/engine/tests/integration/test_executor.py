@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import BaseModel
+from services.engine.tests.factories import echo_handler, example_definition, publish, queue_run, runtime
 
 from automateos_common.nodes.base import Node, NodeConfig, NodeContext
 from automateos_common.nodes.registry import build_registry
 from automateos_common.runs import EVENTS_STREAM, RunStatus, RunStore, StepStatus
 from automateos_engine.executor import Executor
-from services.engine.tests.factories import echo_handler, example_definition, publish, queue_run, runtime
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,8 @@ def test_definition_comes_from_the_workflows_service_when_redis_lost_the_catalog
                                          "definition": example_definition(), "webhook_token": "t"})
 
     queued = queue_run(redis_client, {"x": 1})  # no catalog at all, no ready marker
-    rt = runtime(redis_client, echo_handler([]), workflows_client=httpx.Client(transport=httpx.MockTransport(workflows)))
+    workflows_client = httpx.Client(transport=httpx.MockTransport(workflows))
+    rt = runtime(redis_client, echo_handler([]), workflows_client=workflows_client)
 
     Executor(rt).execute(queued.id)
 

@@ -10,7 +10,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from automateos_common.db import service_metadata
-
 from automateos_common.jsonutil import utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -79,4 +78,4 @@ class ExecutionStep(SQLModel, table=True):
 
 
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).
-METADATA = service_metadata(Workflow.__table__, Execution.__table__, ExecutionStep.__table__)
+METADATA = service_metadata(Workflow.__table__, Execution.__table__, ExecutionStep.__table__)  # type: ignore[attr-defined]

@@ -134,20 +134,21 @@ class Recorder:
 
     def step(self, block_ms: int = 1000) -> int:
         """Process one batch; returns the number of runs recorded."""
-        resp = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch, block=block_ms)
-        entries = resp[0][1] if resp else []
-        return self._record(entries)
+        resp: Any = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch,
+                                          block=block_ms)
+        return self._record(resp[0][1] if resp else [])
 
     def recover(self) -> int:
         """Take over entries another (dead) consumer read but never acknowledged, and our own."""
         n = 0
-        own = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"}, count=self.batch)
+        own: Any = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"}, count=self.batch)
         if own and own[0][1]:
             n += self._record(own[0][1])
         start = "0-0"
         while True:
-            start, claimed, *_ = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, self.claim_idle_ms,
-                                                       start_id=start, count=self.batch)
+            claim: Any = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, self.claim_idle_ms,
+                                               start_id=start, count=self.batch)
+            start, claimed = claim[0], claim[1]
             n += self._record([e for e in claimed if e[1]])
             if start in (b"0-0", "0-0"):
                 return n

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from alembic.migration import MigrationContext
 from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from automateos_auth import models as auth_models

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from services.workflows.tests.factories import make_workflow
 from sqlmodel import Session
 
 from automateos_common import catalog
 from automateos_workflows import crud
 from automateos_workflows.publisher import Publisher
 from automateos_workflows.schemas import WorkflowUpdate
-from services.workflows.tests.factories import make_workflow
 
 pytestmark = pytest.mark.integration
 

@@ -28,6 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -193,7 +194,7 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def _run_as(self) -> dict[str, int]:
+    def _run_as(self) -> dict[str, Any]:
         ids = _unprivileged()
         return {} if ids is None else {"user": ids[0], "group": ids[1], "extra_groups": []}
 
@@ -214,14 +215,14 @@ class PostgresServer:
         subprocess.run(
             [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
              "--no-sync", "--locale=C"],
-            check=True, capture_output=True, env=env, cwd=root, **self._run_as(),  # type: ignore[arg-type]
+            check=True, capture_output=True, env=env, cwd=root, **self._run_as(),
         )
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sock),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True,
-            **self._run_as(),  # type: ignore[arg-type]
+            **self._run_as(),
         )
         wait_for_port(self.port, proc=self.proc)
         self._create_database()

@@ -72,7 +72,7 @@ class Stack:
     def _spawn(self, name: str) -> None:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = self._logs.get(name) or open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+            log = self._logs.get(name) or open(self.log_dir / f"{name}.log", "ab")
             self._logs[name] = log
             proc = subprocess.Popen(self.command(name), env=self.full_env(), stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)

@@ -178,7 +178,8 @@ def start_stack(tmp: Path, *, redis_url: str, database_url: str | None, extra_en
 
 
 @pytest.fixture(scope="session")
-def pg_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
+def pg_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Server,
+             redis_server: Server) -> Iterator[Stack]:
     """The whole stack as processes on PostgreSQL and Redis (its own Redis database, 1)."""
     tmp = tmp_path_factory.mktemp("pg-stack")
     redis_url = redis_server.url.rsplit("/", 1)[0] + "/1"

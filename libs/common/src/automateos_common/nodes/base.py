@@ -7,6 +7,7 @@ calls with the config resolved and validated. The execution loop never names a n
 
 from __future__ import annotations
 
+import builtins
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -84,12 +85,12 @@ class Node(ABC):
     kind: ClassVar[Literal["trigger", "action"]] = "action"
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Config: ClassVar[type[BaseModel]] = NodeConfig
+    Config: ClassVar[builtins.type[BaseModel]] = NodeConfig  # builtins: `type` is a field name here
     # Config fields the engine passes through unresolved, because the node evaluates them
     # itself (a condition binds references as variables instead of pasting text into code).
     raw_fields: ClassVar[frozenset[str]] = frozenset()
 
-    def check(self, config: BaseModel) -> list[tuple[str, str]]:  # noqa: ARG002 (hook for subclasses)
+    def check(self, config: BaseModel) -> list[tuple[str, str]]:
         """Save-time checks beyond the schema: (field inside config, issue) pairs."""
         return []
 

@@ -7,7 +7,9 @@ accepted at save time is exactly what runs.
 
 from __future__ import annotations
 
+import builtins
 import heapq
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ class PlannedNode:
     index: int
     id: str
     type: str
-    cls: type[Node]
+    cls: builtins.type[Node]  # builtins: `type` is a field name here
     config: dict[str, Any]
     predecessors: list[str] = field(default_factory=list)
 
@@ -116,6 +118,7 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
             ok = False
         if ok and cls is not None:
             _check_config(cls, config, f"{where}.config", errors)
+            assert isinstance(node_id, str) and isinstance(type_name, str)
             nodes.append(PlannedNode(index=i, id=node_id, type=type_name, cls=cls, config=config))
     errors.raise_if_any()
 
@@ -131,7 +134,7 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
         # No connections: list order, each node fed by the one before it.
         if nodes[0] is not trigger:
             errors.add(f"{prefix}.nodes[{trigger.index}]", "without connections the trigger must be the first node")
-        for prev, node in zip(nodes, nodes[1:], strict=False):
+        for prev, node in itertools.pairwise(nodes):
             node.predecessors = [prev.id]
         ordered = nodes
     else:
@@ -264,9 +267,11 @@ def _check_references(ordered: list[PlannedNode], errors: _Errors, prefix: str) 
                 if ref.head in (TRIGGER, INPUT) or ref.head in before[node.id]:
                     continue
                 reason = "does not exist" if ref.head not in before else f"does not run before '{node.id}'"
-                errors.add(_config_field(where, path), f"'{{{{{ref.text}}}}}' refers to node '{ref.head}', which {reason}")
+                errors.add(_config_field(where, path),
+                           f"'{{{{{ref.text}}}}}' refers to node '{ref.head}', which {reason}")
 
 
 def validated_config(cls: type[Node], config: dict[str, Any], *, resolved: bool) -> BaseModel:
     """Validate a (resolved) config against the node's schema; errors carry the config field."""
-    return cls.Config.model_validate(config, context={"resolved": resolved})
+    model: BaseModel = cls.Config.model_validate(config, context={"resolved": resolved})
+    return model

@@ -1,4 +1,4 @@
-from automateos_common.db import run_alembic_env
 from automateos_auth import models
+from automateos_common.db import run_alembic_env
 
 run_alembic_env(models.METADATA)

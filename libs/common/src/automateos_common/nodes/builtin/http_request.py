@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any, Literal
 
 import httpx
@@ -72,16 +73,25 @@ class HttpRequestNode(Node):
     Config = HttpRequestConfig
 
     def run(self, ctx: NodeContext, config: HttpRequestConfig, input: Any) -> dict[str, Any]:
-        headers = {"User-Agent": USER_AGENT, **config.headers}
+        headers = dict(config.headers)
+        # Header names are case-insensitive: a configured "user-agent" replaces ours, not joins it.
+        if not any(k.lower() == "user-agent" for k in headers):
+            headers["User-Agent"] = USER_AGENT
         kwargs = _encode_body(config, headers)
         url = str(config.url)
+        # Merged into the URL's own query: httpx's `params=` replaces it (https://x/?page=2 lost page=2).
+        target = httpx.URL(url).copy_merge_params(config.query) if config.query else url
+        # httpx's timeout bounds each connect/read; this bounds the whole body (a slow drip holds a worker).
+        deadline = time.monotonic() + config.timeout
         try:
             with ctx.http().stream(
-                config.method, url, headers=headers, params=config.query or None, timeout=config.timeout,
+                config.method, target, headers=headers, timeout=config.timeout,
                 follow_redirects=config.follow_redirects, **kwargs,
             ) as resp:
                 chunks, size = [], 0
                 for chunk in resp.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("response took longer than the timeout", request=resp.request)
                     size += len(chunk)
                     if size > MAX_RESPONSE_BYTES:
                         raise NodeExecutionError(f"response body larger than {MAX_RESPONSE_BYTES} bytes")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import orjson
 from fastapi import APIRouter, Request
@@ -14,7 +16,7 @@ from ...settings import get_settings
 
 router = APIRouter(tags=["triggers"])
 
-ACCEPTED = {202: {"description": "Accepted: the run is queued",
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Accepted: the run is queued",
                   "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
 
 
