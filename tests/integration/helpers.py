@@ -52,18 +52,3 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"run {execution_id} still {run['status']} after {timeout}s")
             time.sleep(0.05)
-
-
-def example_definition(url: str) -> dict[str, Any]:
-    """API.md's example, calling the local echo server instead of api.example.com."""
-    return {
-        "nodes": [
-            {"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}},
-            {"id": "action-1", "type": "http_request",
-             "config": {"url": url, "method": "POST", "headers": {"Content-Type": "application/json"},
-                        "body": "{{trigger.payload}}"}},
-            {"id": "filter-1", "type": "filter",
-             "config": {"condition": "{{action-1.status}} == 200", "continue_on": True}},
-        ],
-        "connections": [{"from": "trigger-1", "to": "action-1"}, {"from": "action-1", "to": "filter-1"}],
-    }

@@ -14,7 +14,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from tests.integration.helpers import Api, example_definition
+from tests.integration.helpers import Api
+
+from automateos_devstack.testing import example_definition
 
 pytestmark = pytest.mark.integration
 

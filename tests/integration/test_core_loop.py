@@ -11,9 +11,10 @@ import time
 import httpx
 import pytest
 from redis import Redis
-from tests.integration.helpers import Api, example_definition
+from tests.integration.helpers import Api
 
 from automateos_common import catalog
+from automateos_devstack.testing import example_definition
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +148,7 @@ def test_webhook_still_resolves_when_redis_lost_the_catalog(api: Api, echo_serve
     r = httpx.post(wf["webhook_url"], json={"after": "loss"})
     assert r.status_code == 202  # resolved through the workflows service
     assert api.wait_run(user, r.json()["execution_id"])["status"] == "success"
-    assert redis.get(catalog.HOOK_KEY.format(token)) == f"{wf['id']}:{user['id']}".encode()  # republished
+    assert redis.get(catalog.HOOK_KEY.format(token)) == f"{wf['id']}:{user['id']}:POST".encode()  # republished
     # While the catalog is incomplete, an unknown token is still a clean 404.
     assert httpx.post(f"{api.base_url}/hooks/unknown-token", json={}).status_code == 404
 
@@ -172,3 +173,21 @@ def test_accepted_run_waits_queued_while_no_worker_runs_and_completes_after(api:
     runs = [api.wait_run(user, execution_id) for execution_id in ids]
     assert [r["status"] for r in runs] == ["success"] * 3
     assert [r["payload"] for r in runs] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_webhook_answers_to_the_method_its_node_names(api: Api, echo_server):
+    user = api.register()
+    definition = example_definition(f"{echo_server.url}/get")
+    definition["nodes"][0]["config"]["method"] = "GET"
+    definition["nodes"][1]["config"]["body"] = "{{trigger.query}}"
+    wf = api.create_workflow(user, definition)
+
+    r = httpx.post(wf["webhook_url"], json={})
+    assert (r.status_code, r.json()["error"]["code"], r.headers["allow"]) == (405, "METHOD_NOT_ALLOWED", "GET")
+    r = httpx.get(wf["webhook_url"], params={"ref": "main", "tag": ["a", "b"]})
+    assert r.status_code == 202
+    run = api.wait_run(user, r.json()["execution_id"])
+    assert run["status"] == "success"
+    assert run["payload"] is None
+    assert run["steps"][0]["output"]["method"] == "GET"
+    assert run["steps"][1]["output"]["body"]["echo"] == {"ref": "main", "tag": ["a", "b"]}

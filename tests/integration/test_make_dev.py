@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.helpers import Api, example_definition
+from tests.integration.helpers import Api
 
 from automateos_devstack.servers import free_port
+from automateos_devstack.testing import example_definition
 
 pytestmark = pytest.mark.integration
 

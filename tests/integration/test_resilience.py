@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from tests.integration.helpers import Api, example_definition
+from tests.integration.helpers import Api
+
+from automateos_devstack.testing import example_definition
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,24 +9,9 @@ from typing import Any
 import httpx
 
 from automateos_common.nodes.base import NodeContext
+from automateos_devstack.testing import example_definition
 
-# The definition from API.md ("Definition"), verbatim.
-API_EXAMPLE_DEFINITION: dict[str, Any] = {
-    "nodes": [
-        {"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}},
-        {"id": "action-1", "type": "http_request",
-         "config": {"url": "https://api.example.com/data", "method": "POST",
-                    "headers": {"Content-Type": "application/json"}, "body": "{{trigger.payload}}"}},
-        {"id": "filter-1", "type": "filter",
-         "config": {"condition": "{{action-1.status}} == 200", "continue_on": True}},
-    ],
-    "connections": [{"from": "trigger-1", "to": "action-1"}, {"from": "action-1", "to": "filter-1"}],
-}
-
-
-def example_definition() -> dict[str, Any]:
-    """A fresh copy of the API.md example definition, free to mutate."""
-    return copy.deepcopy(API_EXAMPLE_DEFINITION)
+API_EXAMPLE_DEFINITION: dict[str, Any] = example_definition()  # API.md's, verbatim
 
 
 def trigger_data(payload: Any = None, *, method: str = "POST") -> dict[str, Any]:

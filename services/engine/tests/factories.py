@@ -16,21 +16,6 @@ from automateos_engine.definitions import DefinitionSource
 from automateos_engine.executor import Runtime
 
 
-def example_definition(url: str = "https://api.example.com/data") -> dict[str, Any]:
-    """The definition of API.md's example: webhook -> HTTP request -> filter."""
-    return {
-        "nodes": [
-            {"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}},
-            {"id": "action-1", "type": "http_request",
-             "config": {"url": url, "method": "POST", "headers": {"Content-Type": "application/json"},
-                        "body": "{{trigger.payload}}"}},
-            {"id": "filter-1", "type": "filter",
-             "config": {"condition": "{{action-1.status}} == 200", "continue_on": True}},
-        ],
-        "connections": [{"from": "trigger-1", "to": "action-1"}, {"from": "action-1", "to": "filter-1"}],
-    }
-
-
 def publish(redis: Redis, definition: dict[str, Any], *, workflow_id: int = 1, owner_id: int = 7,
             version: int = 1, ready: bool = True) -> None:
     with redis.pipeline() as pipe:

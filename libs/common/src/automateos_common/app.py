@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from .errors import install_exception_handlers
+from .errors import error_body, install_exception_handlers
 from .logs import setup_logging
 
 # name -> "ok" | error text. 503 when any check fails.
@@ -31,14 +31,23 @@ def create_service_app(
 
     async def healthz() -> JSONResponse:
         checks = await health(app)
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "service": name, "checks": checks},
-                            status_code=200 if ok else 503)
+        return health_response(name, checks)
 
     for path in ("/healthz", f"/api/v1/{name}/healthz"):
         app.add_api_route(path, healthz, methods=["GET"], tags=["health"], summary=f"{name} health",
                           include_in_schema=path == "/healthz")
     return app
+
+
+def health_response(name: str, checks: dict[str, str]) -> JSONResponse:
+    """200 with the checks; 503 in the error envelope (API.md: every 4xx/5xx has it), checks included."""
+    body: dict[str, Any] = {"status": "ok", "service": name, "checks": checks}
+    if all(v == "ok" for v in checks.values()):
+        return JSONResponse(body, status_code=200)
+    down = ", ".join(k for k, v in checks.items() if v != "ok")
+    body["status"] = "unavailable"
+    body.update(error_body("SERVICE_UNAVAILABLE", f"{name} cannot serve: {down} unavailable", {"checks": checks}))
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 async def check_redis(app: FastAPI) -> str:

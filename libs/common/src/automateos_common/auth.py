@@ -74,7 +74,9 @@ class JWKSCache:
     async def key_for(self, kid: str) -> Any | None:
         now = time.monotonic()
         stale = now - self._fetched_at > self.max_age_s
-        if (kid not in self._keys or stale) and now - self._attempted_at >= self.min_refresh_s:
+        # An unknown kid takes the lock even when no fetch is due: a fetch in flight (the first one
+        # after start-up, or one after a rotation) may be about to bring it, so wait for it.
+        if kid not in self._keys or (stale and now - self._attempted_at >= self.min_refresh_s):
             async with self._lock:
                 if (kid not in self._keys or stale) and time.monotonic() - self._attempted_at >= self.min_refresh_s:
                     await self.refresh()

@@ -3,7 +3,8 @@
 Kept by the workflows service (the owner of the `workflows` table) on every change, and
 rebuilt in full when it starts and periodically:
 
-    aos:hook:{token}   "{workflow_id}:{owner_id}"  only while the workflow is active
+    aos:hook:{token}   "{workflow_id}:{owner_id}:{method}"  only while the workflow is active
+                       and its trigger answers on a webhook URL
     aos:wf:{id}        hash: owner, active, version, definition (JSON)
     aos:catalog:ready  set after a full rebuild; when absent (Redis lost its data) a catalog
                        miss is not an answer, and readers fall back to the workflows service.
@@ -28,6 +29,7 @@ READY_KEY = "aos:catalog:ready"
 class HookTarget:
     workflow_id: int
     owner_id: int
+    method: str = "POST"  # the HTTP method the webhook URL answers to
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class CatalogEntry:
     version: int
     definition: dict[str, Any]
     webhook_token: str
+    webhook_method: str | None = None  # None: the trigger does not listen on a webhook URL
 
 
 def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None) -> None:
@@ -48,8 +51,8 @@ def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None
         "definition": dumps(entry.definition),
     })
     hook_key = HOOK_KEY.format(entry.webhook_token)
-    if entry.is_active:
-        pipe.set(hook_key, f"{entry.workflow_id}:{entry.owner_id}")
+    if entry.is_active and entry.webhook_method:
+        pipe.set(hook_key, f"{entry.workflow_id}:{entry.owner_id}:{entry.webhook_method}")
     else:
         pipe.delete(hook_key)
 
@@ -62,8 +65,8 @@ def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:
     if raw is None:
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
-    wf, _, owner = text.partition(":")
-    return HookTarget(workflow_id=int(wf), owner_id=int(owner))
+    wf, owner, method = [*text.split(":"), "POST"][:3]  # entries written before methods: POST
+    return HookTarget(workflow_id=int(wf), owner_id=int(owner), method=method)
 
 
 def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:

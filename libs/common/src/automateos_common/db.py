@@ -17,6 +17,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+from starlette.requests import Request
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
-def session_scope(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
+def get_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a session on the engine the app's lifespan opened (`app.state.engine`)."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
 

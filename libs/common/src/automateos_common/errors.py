@@ -5,6 +5,7 @@
     ├── UnauthorizedError                401 UNAUTHORIZED
     ├── ForbiddenError                   403 FORBIDDEN
     ├── NotFoundError                    404 NOT_FOUND
+    ├── MethodNotAllowedError            405 METHOD_NOT_ALLOWED
     ├── ConflictError                    409 CONFLICT
     │   └── EmailTakenError              409 EMAIL_TAKEN
     ├── PayloadTooLargeError             413 PAYLOAD_TOO_LARGE
@@ -26,6 +27,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,12 @@ class NotFoundError(AutomateOSError):
     status_code = 404
     code = "NOT_FOUND"
     default_message = "Not found"
+
+
+class MethodNotAllowedError(AutomateOSError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed"
 
 
 class ConflictError(AutomateOSError):
@@ -162,8 +172,13 @@ def loc_to_field(loc: tuple[int | str, ...] | list[int | str]) -> str:
         source = parts.pop(0)
         if not parts:
             return str(source)
+    return field_path(parts)
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """("nodes", 1, "query") -> "nodes[1].query": a model's own loc, no request source to strip."""
     out = ""
-    for p in parts:
+    for p in loc:
         if isinstance(p, int):
             out += f"[{p}]"
         else:
@@ -174,10 +189,16 @@ def loc_to_field(loc: tuple[int | str, ...] | list[int | str]) -> str:
 def pydantic_errors(errors: list[Any], prefix: str = "") -> list[dict[str, str]]:
     result = []
     for e in errors:
-        field = loc_to_field(tuple(e.get("loc", ())))
+        loc: tuple[int | str, ...] = tuple(e.get("loc", ()))
+        issue = str(e.get("msg", "invalid"))
+        if e.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+            # FastAPI puts the character offset of malformed JSON in the loc; it is not a list index.
+            issue = f"{issue} at character {loc[1]}"
+            loc = loc[:1]
+        field = loc_to_field(loc)
         if prefix:
             field = f"{prefix}.{field}" if field and not field.startswith("[") else f"{prefix}{field}"
-        result.append({"field": field, "issue": str(e.get("msg", "invalid"))})
+        result.append({"field": field, "issue": issue})
     return result
 
 
@@ -202,8 +223,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
+    if exc.status_code == 404 and message == "Not Found":
+        message = NotFoundError.default_message  # one wording for every 404
     return JSONResponse(error_body(code, message), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
+
+
+async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+    # Redis or the database away is an outage to retry, not a bug: 503, never a 500.
+    log.warning("dependency unavailable: %s", type(exc).__name__)
+    return JSONResponse(error_body("SERVICE_UNAVAILABLE", "A dependency is unavailable; retry shortly"),
+                        status_code=503, headers={"Retry-After": "1"})
 
 
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
@@ -216,4 +246,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AutomateOSError, _automateos_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RedisConnectionError, _dependency_down)
+    app.add_exception_handler(RedisTimeoutError, _dependency_down)
+    app.add_exception_handler(SQLAlchemyOperationalError, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

@@ -109,3 +109,9 @@ def test_python_is_never_evaluated(template: str, tmp_path: Path) -> None:
     with pytest.raises(ConditionError):
         evaluate(template.format(marker=marker), {"input": {"a": 1}, "trigger": {}})
     assert marker.exists() is False
+
+
+def test_a_reference_to_a_node_that_has_not_run_is_a_condition_error() -> None:
+    cond = compile_condition("{{action-1.status}} == 200")
+    with pytest.raises(ConditionError, match="'action-1', which has not run"):
+        cond.evaluate({"trigger": {}}, {})

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from libs.common.tests.factories import example_definition as make_example
 
 from automateos_common.errors import ValidationError
 from automateos_common.nodes.definition import MAX_NODES, Plan, ancestors, validate_definition
 from automateos_common.nodes.registry import NodeRegistry, build_registry
-from libs.common.tests.factories import example_definition as make_example
 
 KNOWN_TYPES = "filter, http_request, webhook"
 
@@ -246,6 +246,19 @@ def test_http_request_config_errors(config_change: dict[str, Any], field: str, i
                                     example_definition: dict[str, Any], registry: NodeRegistry) -> None:
     example_definition["nodes"][1]["config"].update(config_change)
     assert_errors(example_definition, registry, [(f"definition.nodes[1].config.{field}", issue)])
+
+
+def test_a_config_field_named_like_a_request_part_keeps_its_name(example_definition: dict[str, Any],
+                                                                 registry: NodeRegistry) -> None:
+    # "query" is also where FastAPI puts query-string errors; here it is the node's own field.
+    example_definition["nodes"][1]["config"]["query"] = {"page": [1]}
+    where = "definition.nodes[1].config.query.page"
+    assert_errors(example_definition, registry, [  # pydantic names each member of the union it tried
+        (f"{where}.str", "Input should be a valid string"),
+        (f"{where}.int", "Input should be a valid integer"),
+        (f"{where}.float", "Input should be a valid number"),
+        (f"{where}.bool", "Input should be a valid boolean"),
+    ])
 
 
 def test_a_missing_required_field(example_definition: dict[str, Any], registry: NodeRegistry) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from libs.common.tests.factories import LocalServer, node_context
 
 from automateos_common.errors import NodeExecutionError
 from automateos_common.nodes.builtin.http_request import HttpRequestConfig, HttpRequestNode
 from automateos_common.nodes.egress import EgressDenied, EgressPolicy, classify, guarded_client
-from libs.common.tests.factories import LocalServer, node_context
 
 StartServer = Callable[..., LocalServer]
 
@@ -42,6 +42,13 @@ StartServer = Callable[..., LocalServer]
         ("::ffff:127.0.0.1", "loopback"),
         ("::ffff:10.1.2.3", "private"),
         ("::ffff:169.254.169.254", "link-local"),
+        # IPv6 forms that carry an IPv4 address a gateway may route to: judged as that address.
+        ("64:ff9b::7f00:1", "loopback"),          # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "link-local"),     # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", "loopback"),            # 6to4 of 127.0.0.1
+        ("2002:c0a8:0101::1", "private"),         # 6to4 of 192.168.1.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),  # Teredo, client 10.0.0.1
+        ("::127.0.0.1", "loopback"),              # deprecated IPv4-compatible form
     ],
 )
 def test_refused_addresses(address: str, reason: str) -> None:
@@ -49,7 +56,7 @@ def test_refused_addresses(address: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111",
-                                     "::ffff:93.184.216.34"])
+                                     "::ffff:93.184.216.34", "64:ff9b::5db8:d822"])
 def test_public_addresses_pass(address: str) -> None:
     assert classify(ipaddress.ip_address(address)) is None
 
@@ -72,18 +79,35 @@ def test_refusal_honours_the_allow_list() -> None:
     assert policy.refusal("x", ipaddress.ip_address("::1")) == "loopback"
 
 
+def addresses_of(host: str) -> list[str]:
+    """What the system resolver says (localhost is 127.0.0.1, and on some machines ::1 too)."""
+    found: list[str] = []
+    for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM):
+        if info[4][0] not in found:
+            found.append(str(info[4][0]))
+    return found
+
+
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 def test_resolve_refuses_loopback_by_default(host: str) -> None:
+    assert "127.0.0.1" in addresses_of(host)
     with pytest.raises(EgressDenied) as excinfo:
         EgressPolicy().resolve(host, 80)
+    refused = ", ".join(f"{a} (loopback)" for a in addresses_of(host))
     assert str(excinfo.value) == (
-        f"egress to '{host}' refused: it resolves to 127.0.0.1 (loopback); allow it with AUTOMATEOS_EGRESS_ALLOW"
+        f"egress to '{host}' refused: it resolves to {refused}; allow it with AUTOMATEOS_EGRESS_ALLOW"
     )
 
 
-@pytest.mark.parametrize("allow", ["127.0.0.1", "127.0.0.0/8", "localhost", "LOCALHOST."])
-def test_resolve_allows_what_the_allow_list_names(allow: str) -> None:
+@pytest.mark.parametrize("allow", ["127.0.0.1", "127.0.0.0/8"])
+def test_resolve_allows_an_allowed_address(allow: str) -> None:
+    assert EgressPolicy.from_string(allow).resolve("127.0.0.1", 80) == ["127.0.0.1"]
     assert EgressPolicy.from_string(allow).resolve("localhost", 80) == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("allow", ["localhost", "LOCALHOST.", "example.com, localhost"])
+def test_resolve_allows_an_allowed_host_name(allow: str) -> None:
+    assert EgressPolicy.from_string(allow).resolve("localhost", 80) == addresses_of("localhost")
 
 
 def test_an_allowed_host_name_does_not_allow_other_names_for_the_same_address() -> None:
@@ -215,3 +239,19 @@ def test_the_http_request_node_reports_a_refusal_as_a_failed_step(start_server: 
     )
     assert excinfo.value.retryable is False
     assert server.paths == []
+
+
+def test_cookies_never_ride_along_from_one_run_to_the_next(start_server: StartServer) -> None:
+    """One worker's client serves every tenant: a Set-Cookie from one run must not reach another's request."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=tenant-a; Path=/"})
+
+    client = guarded_client(EgressPolicy())
+    client._transport = httpx.MockTransport(handler)  # the jar is the client's, whatever the transport
+    client.get("https://api.example.com/login")
+    client.get("https://api.example.com/other-tenant")
+    assert seen == [None, None]
+    assert len(client.cookies.jar) == 0

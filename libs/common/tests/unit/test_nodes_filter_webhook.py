@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from libs.common.tests.factories import node_context, trigger_data
 from pydantic import ValidationError as PydanticValidationError
 
 from automateos_common.errors import NodeExecutionError
 from automateos_common.nodes.base import NodeResult
 from automateos_common.nodes.builtin.filter import FilterConfig, FilterNode
 from automateos_common.nodes.builtin.webhook import WebhookConfig, WebhookNode
-from libs.common.tests.factories import node_context, trigger_data
 
 ACTION_OUTPUT = {"status": 200, "headers": {}, "body": {"items": [1, 2]}}
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from libs.common.tests.factories import node_context, trigger_data
 from pydantic import ValidationError as PydanticValidationError
 
 from automateos_common.errors import NodeExecutionError
@@ -17,7 +18,6 @@ from automateos_common.nodes.builtin import http_request as http_request_module
 from automateos_common.nodes.builtin.http_request import USER_AGENT, HttpRequestConfig, HttpRequestNode
 from automateos_common.nodes.definition import validated_config
 from automateos_common.nodes.templates import resolve
-from libs.common.tests.factories import node_context, trigger_data
 
 Handler = Callable[[httpx.Request], httpx.Response]
 URL = "https://api.example.com/data"

@@ -179,7 +179,8 @@ def test_a_plugin_that_redefines_a_builtin_fails_fast(monkeypatch: pytest.Monkey
     with pytest.raises(DuplicateNodeType) as excinfo:
         build_registry()
     assert str(excinfo.value) == (
-        f"node type 'filter' is defined twice: in {filter_module.__file__} and in entry point 'myfilter' (acme:MyFilter)"
+        f"node type 'filter' is defined twice: in {filter_module.__file__} "
+        "and in entry point 'myfilter' (acme:MyFilter)"
     )
 
 

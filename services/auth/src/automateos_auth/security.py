@@ -18,4 +18,9 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
     """(valid, new hash when the stored one should be upgraded)."""
-    return password_hash.verify_and_update(password, hashed)
+    try:
+        return password_hash.verify_and_update(password, hashed)
+    except ValueError:
+        # bcrypt 5 refuses passwords over 72 bytes instead of truncating them. Such a password
+        # cannot be the one a legacy bcrypt hash was made from (it would have been truncated).
+        return False, None

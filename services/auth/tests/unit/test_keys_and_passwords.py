@@ -56,3 +56,9 @@ def test_legacy_bcrypt_hash_verifies_and_is_upgraded_to_argon2id():
     assert ok is True
     assert upgraded is not None and upgraded.startswith("$argon2id$")
     assert verify_password("wrong", legacy) == (False, None)
+
+
+def test_long_password_against_a_legacy_bcrypt_hash_is_a_mismatch_not_an_error():
+    legacy = bcrypt.hashpw(b"x" * 72, bcrypt.gensalt(rounds=4)).decode()
+    # bcrypt 5 raises for > 72 bytes; bcrypt 4 would have truncated and said yes.
+    assert verify_password("x" * 100, legacy) == (False, None)

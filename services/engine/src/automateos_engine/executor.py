@@ -17,7 +17,7 @@ import httpx
 from pydantic import ValidationError as PydanticValidationError
 from redis import Redis
 
-from automateos_common.errors import NodeError, ValidationError, loc_to_field
+from automateos_common.errors import NodeError, ValidationError, field_path
 from automateos_common.jsonutil import utcnow
 from automateos_common.nodes.base import NodeContext, NodeResult
 from automateos_common.nodes.definition import Plan, PlannedNode, validate_definition, validated_config
@@ -168,7 +168,7 @@ class Executor:
             error = str(exc)
         except PydanticValidationError as exc:
             e = exc.errors()[0]
-            error = f"config.{loc_to_field(tuple(e['loc']))}: {e['msg']} (after resolving references)"
+            error = f"config.{field_path(tuple(e['loc']))}: {e['msg']} (after resolving references)"
         except Exception as exc:
             # A bug in a node must not kill the run record; details go to the log, not to history.
             log.exception("node %s (%s) raised", node.id, node.type)

@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import BaseModel
-from services.engine.tests.factories import echo_handler, example_definition, publish, queue_run, runtime
+from services.engine.tests.factories import echo_handler, publish, queue_run, runtime
 
 from automateos_common.nodes.base import Node, NodeConfig, NodeContext
 from automateos_common.nodes.registry import build_registry
 from automateos_common.runs import EVENTS_STREAM, RunStatus, RunStore, StepStatus
+from automateos_devstack.testing import example_definition
 from automateos_engine.executor import Executor
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,11 @@ import zlib
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from services.engine.tests.factories import example_definition, publish, queue_run
+from services.engine.tests.factories import publish, queue_run
 
 from automateos_common.queue import make_queue
 from automateos_common.runs import RunStatus, RunStore
+from automateos_devstack.testing import example_definition
 from automateos_engine import settings as engine_settings
 
 pytestmark = pytest.mark.integration

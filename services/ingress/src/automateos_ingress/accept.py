@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from automateos_common import catalog
-from automateos_common.errors import NotFoundError, ServiceUnavailableError
+from automateos_common.errors import MethodNotAllowedError, NotFoundError, ServiceUnavailableError
 from automateos_common.internal import INTERNAL_HEADER
 from automateos_common.queue import accept_run
 from automateos_common.runs import RunState
@@ -49,7 +49,8 @@ class Acceptor:
         if target is None and not authoritative:
             data = self._ask_workflows(f"hooks/{token}")
             if data is not None:
-                target = catalog.HookTarget(workflow_id=data["workflow_id"], owner_id=data["owner_id"])
+                target = catalog.HookTarget(workflow_id=data["workflow_id"], owner_id=data["owner_id"],
+                                            method=data["method"])
         if target is None:
             raise NotFoundError("Unknown or inactive webhook")
         return target
@@ -69,7 +70,11 @@ class Acceptor:
 
     def webhook(self, token: str, data: dict[str, Any]) -> RunState:
         try:
-            return self.accept(self.resolve_hook(token), "webhook", data)
+            target = self.resolve_hook(token)
+            if data["method"] != target.method:
+                raise MethodNotAllowedError(f"This webhook answers to {target.method}",
+                                            headers={"Allow": target.method})
+            return self.accept(target, "webhook", data)
         except RedisError:
             raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from automateos_common import catalog
+from automateos_common.nodes.registry import NodeRegistry, default_registry
 
 from .models import Workflow
 
@@ -19,10 +21,23 @@ log = logging.getLogger(__name__)
 SYNC_BATCH = 500
 
 
-def entry_for(wf: Workflow) -> catalog.CatalogEntry:
+def webhook_method(definition: dict[str, Any], registry: NodeRegistry) -> str | None:
+    """The method the workflow's trigger answers to on its webhook URL (asked of the trigger's plugin)."""
+    for node in definition.get("nodes", []):
+        cls = registry.get(node.get("type"))
+        if cls is not None and cls.kind == "trigger":
+            try:
+                return cls.webhook_method(node.get("config") or {})
+            except ValueError:  # saved under an older schema: no webhook until it is fixed
+                return None
+    return None
+
+
+def entry_for(wf: Workflow, registry: NodeRegistry | None = None) -> catalog.CatalogEntry:
     assert wf.id is not None
     return catalog.CatalogEntry(workflow_id=wf.id, owner_id=wf.owner_id, is_active=wf.is_active,
-                                version=wf.version, definition=wf.definition, webhook_token=wf.webhook_token)
+                                version=wf.version, definition=wf.definition, webhook_token=wf.webhook_token,
+                                webhook_method=webhook_method(wf.definition, registry or default_registry()))
 
 
 class Publisher:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from automateos_common.app import health_response
 from automateos_common.logs import setup_logging
 
 # (regex on the path, upstream service). First match wins; order matters.
@@ -34,7 +35,7 @@ _COMPILED = [(re.compile(p), svc) for p, svc in ROUTES]
 SERVICES = ("auth", "workflows", "ingress", "engine")
 DEFAULT_PORTS = {"auth": 8001, "workflows": 8002, "ingress": 8003, "engine": 8004}
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-                        "transfer-encoding", "upgrade", "host"})
+                        "transfer-encoding", "upgrade"})
 
 
 def route(path: str) -> str | None:
@@ -90,10 +91,7 @@ def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
             except httpx.HTTPError as exc:
                 return svc, f"unavailable: {type(exc).__name__}"
 
-        checks = dict(await asyncio.gather(*(one(s) for s in SERVICES)))
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "service": "gateway", "checks": checks},
-                            status_code=200 if ok else 503)
+        return health_response("gateway", dict(await asyncio.gather(*(one(s) for s in SERVICES))))
 
     async def proxy(request: Request) -> Response:
         svc = route(request.url.path)

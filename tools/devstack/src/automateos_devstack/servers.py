@@ -50,6 +50,18 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    """Ask a server to stop with `sig`; kill it if it has not stopped after `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def docker_available() -> bool:
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         return False
@@ -136,13 +148,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc, signal.SIGTERM, 10)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -246,13 +252,7 @@ class PostgresServer:
         conn.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # PostgreSQL's "fast shutdown"
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc, signal.SIGINT, 15)  # SIGINT: PostgreSQL's "fast shutdown"
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -24,6 +24,21 @@ from .servers import PostgresServer, RedisServer, docker_available, free_port
 from .stack import Stack
 
 
+def example_definition(url: str = "https://api.example.com/data") -> dict[str, Any]:
+    """API.md's example definition (webhook -> HTTP request -> filter), a fresh copy; `url` for local targets."""
+    return {
+        "nodes": [
+            {"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}},
+            {"id": "action-1", "type": "http_request",
+             "config": {"url": url, "method": "POST", "headers": {"Content-Type": "application/json"},
+                        "body": "{{trigger.payload}}"}},
+            {"id": "filter-1", "type": "filter",
+             "config": {"condition": "{{action-1.status}} == 200", "continue_on": True}},
+        ],
+        "connections": [{"from": "trigger-1", "to": "action-1"}, {"from": "action-1", "to": "filter-1"}],
+    }
+
+
 @dataclass
 class Server:
     url: str

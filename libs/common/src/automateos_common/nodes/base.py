@@ -90,6 +90,11 @@ class Node(ABC):
     # itself (a condition binds references as variables instead of pasting text into code).
     raw_fields: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def webhook_method(cls, config: dict[str, Any]) -> str | None:
+        """For a trigger: the HTTP method its webhook URL answers to; None if it has no webhook URL."""
+        return None
+
     def check(self, config: BaseModel) -> list[tuple[str, str]]:
         """Save-time checks beyond the schema: (field inside config, issue) pairs."""
         return []

@@ -39,8 +39,11 @@ class CompiledCondition:
         variables: dict[str, Any] = {
             "trigger": scope.get("trigger"), "input": scope.get("input"), "nodes": dict(nodes),
         }
-        for i, ref in enumerate(self.refs):
-            variables[f"_r{i}"] = ref.lookup(scope)
+        try:
+            for i, ref in enumerate(self.refs):
+                variables[f"_r{i}"] = ref.lookup(scope)
+        except TemplateError as exc:
+            raise ConditionError(f"condition '{self.source}' failed: {exc}") from None
         try:
             return self.program.execute(cel.Context(variables))
         except Exception as exc:  # the library raises plain RuntimeError/TypeError/ValueError

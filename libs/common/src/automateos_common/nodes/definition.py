@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from ..errors import ValidationError, loc_to_field
+from ..errors import ValidationError, field_path
 from .base import Node
 from .registry import NodeRegistry
 from .templates import INPUT, RESERVED_HEADS, TRIGGER, TemplateError, refs_in, walk_strings
@@ -64,7 +64,8 @@ class _Errors:
 
 
 def _config_field(base: str, loc: tuple[Any, ...] | str) -> str:
-    inner = loc if isinstance(loc, str) else loc_to_field(loc)
+    # field_path, not loc_to_field: a config field named "query" or "body" is not a request source.
+    inner = loc if isinstance(loc, str) else field_path(loc)
     if not inner:
         return base
     return f"{base}{inner}" if inner.startswith("[") else f"{base}.{inner}"

@@ -16,6 +16,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
 import httpcore
@@ -30,10 +31,30 @@ class EgressDenied(Exception):
     """A connection the egress policy refuses. The message is safe to record on a step."""
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and may be routed to (mapped, NAT64, 6to4, Teredo, compat)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if int(ip) >> 32 == 0 and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d (not :: or ::1)
+        return ipaddress.IPv4Address(int(ip))
+    return None
+
+
 def classify(ip: IPAddress) -> str | None:
     """Why an address is refused, or None when it is a public unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return classify(inner)
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
@@ -130,5 +151,16 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing: one worker's client serves every tenant's runs, and a cookie
+    set for one run must never ride along on another's request."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 def guarded_client(policy: EgressPolicy, **kwargs: Any) -> httpx.Client:
-    return httpx.Client(transport=GuardedTransport(policy), trust_env=False, **kwargs)
+    return httpx.Client(transport=GuardedTransport(policy), trust_env=False, cookies=_NoCookies(), **kwargs)

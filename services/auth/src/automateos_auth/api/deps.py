@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 from automateos_common.auth import CurrentPrincipal
+from automateos_common.db import get_session
 from automateos_common.errors import UnauthorizedError
 
 from ..keys import SigningKey
 from ..models import User
 from ..settings import AuthSettings, get_settings
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
 
 
 def get_signing_key(request: Request) -> SigningKey:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from redis import Redis
 from sqlmodel import Session
 
+from automateos_common.db import get_session
 from automateos_common.nodes.registry import NodeRegistry
 
 from ..publisher import Publisher
 from ..settings import WorkflowsSettings, get_settings
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
 
 
 def get_redis(request: Request) -> Redis:

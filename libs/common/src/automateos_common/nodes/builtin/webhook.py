@@ -18,5 +18,9 @@ class WebhookNode(Node):
     description = "Starts the workflow when its webhook URL is called; outputs payload, headers, query, method."
     Config = WebhookConfig
 
+    @classmethod
+    def webhook_method(cls, config: dict[str, Any]) -> str | None:
+        return WebhookConfig.model_validate(config).method
+
     def run(self, ctx: NodeContext, config: WebhookConfig, input: Any) -> Any:
         return dict(ctx.trigger)

@@ -25,9 +25,13 @@ def _accepted(execution_id: str) -> JSONResponse:
                         headers={"Location": f"/api/v1/logs/{execution_id}"})
 
 
-@router.post("/hooks/{token}", status_code=202, responses=ACCEPTED)
+@router.api_route("/hooks/{token}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], status_code=202,
+                  responses=ACCEPTED)
 async def webhook(token: str, request: Request) -> JSONResponse:
-    """Start the workflow behind this webhook URL. Any body up to 1 MiB; no JWT (the token is the secret)."""
+    """Start the workflow behind this webhook URL, with the method its webhook node names (POST by default).
+
+    Any body up to 1 MiB; no JWT (the token is the secret). Another method: 405 with `Allow`.
+    """
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     data = trigger_data(payload=parse_payload(body, request.headers.get("content-type")),
                         headers=request.headers, query=request.query_params, method=request.method)
