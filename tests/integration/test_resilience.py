@@ -46,6 +46,7 @@ def test_no_secret_reaches_the_logs(api: Api, pg_stack, echo_server):
 
     logs = "\n".join(p.read_text(errors="replace") for p in sorted(pg_stack.log_dir.glob("*.log")))
     assert "POST /hooks/<redacted>" in logs  # the access log ran, with the token masked
+    assert "--- Logging error ---" not in logs  # and redaction did not break a formatter
     internal = pg_stack.env.get("AUTOMATEOS_INTERNAL_TOKEN") or (pg_stack.data_dir / "internal-token").read_text()
     for secret in (token, password, user["token"], internal.strip(), "PRIVATE KEY"):
         assert secret not in logs

@@ -18,12 +18,25 @@ def redact(text: str) -> str:
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        # Format first: arguments may be objects (an httpx.URL) whose text holds the secret.
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        # Redact inside the arguments, keeping their number and order: formatters such as
+        # uvicorn's access log unpack them. An object (an httpx.URL) is judged by its text.
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redact_arg(v) for k, v in record.args.items()}
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
         return True
+
+
+def _redact_arg(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    text = str(value)
+    redacted = redact(text)
+    return value if redacted == text else redacted
 
 
 def setup_logging(level: str = "INFO") -> None:
