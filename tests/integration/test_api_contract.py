@@ -207,4 +207,7 @@ def test_health_and_docs_through_the_gateway(api: Api):
         assert spec.status_code == 200 and spec.json()["info"]["title"] == f"AutomateOS {svc}"
         assert "swagger-ui" in api.http.get(f"/api/v1/{svc}/docs").text
     assert api.http.get("/internal/v1/hooks/x").status_code == 404  # never routed
+    # The gateway passes the caller's Host on, so redirects point at the public origin.
+    r = api.http.get("/api/v1/node-types/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (307, f"{api.base_url}/api/v1/node-types")
     assert "AutomateOS" in api.http.get("/").text
