@@ -136,10 +136,20 @@ class NodeConfigError(NodeError):
     pass
 
 
+# What went wrong, in the words a node's `retry.on` list uses.
+ERROR_KINDS = ("timeout", "connection_error", "5xx", "429", "error")
+
+
 class NodeExecutionError(NodeError):
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    """A node's run failed. `kind` is what a retry policy matches (`timeout`, `connection_error`,
+    `5xx`, `429`; None: another error); `retry_after` is a wait the other side asked for (seconds)."""
+
+    def __init__(self, message: str, *, retryable: bool = False, kind: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or kind is not None
+        self.kind = kind
+        self.retry_after = retry_after
 
 
 # Status codes Starlette raises itself (routing, methods) mapped to our codes.

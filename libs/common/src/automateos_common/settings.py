@@ -56,6 +56,19 @@ class CommonSettings(BaseSettings):
     jwt_audience: str = Field(default="automateos-api", description="`aud` of access tokens.")
     queue_name: str = Field(default="automateos", description="RQ queue the ingress fills and the engine drains.")
     log_level: str = Field(default="INFO", description="Python logging level.")
+    # Limits that protect the system (issue 3); a run that crosses one fails with a message naming it.
+    run_max_steps: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Steps one run may execute, loop iterations included (AUTOMATEOS_RUN_MAX_STEPS).",
+    )
+    loop_max_items: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Items one loop may iterate over (AUTOMATEOS_LOOP_MAX_ITEMS).",
+    )
+    step_output_max_bytes: int = Field(
+        default=256 * 1024, ge=1024,
+        description="Largest step input/output kept in run history; bigger ones are shown as a truncation "
+                    "marker (the run itself keeps the whole value) (AUTOMATEOS_STEP_OUTPUT_MAX_BYTES).",
+    )
 
     @field_validator("public_url")
     @classmethod

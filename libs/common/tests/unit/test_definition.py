@@ -147,11 +147,11 @@ def test_too_many_nodes(registry: NodeRegistry) -> None:
 
 
 def test_unknown_keys_are_all_reported(example_definition: dict[str, Any], registry: NodeRegistry) -> None:
-    example_definition["settings"] = {}
+    example_definition["options"] = {}
     example_definition["nodes"][0]["position"] = [0, 0]
     example_definition["nodes"][2]["onError"] = "stop"
     assert_errors(example_definition, registry, [
-        ("definition.settings", "unknown key (expected 'nodes' and 'connections')"),
+        ("definition.options", "unknown key (expected 'nodes', 'connections' and 'settings')"),
         ("definition.nodes[0].position", "unknown key"),
         ("definition.nodes[2].onError", "unknown key"),
     ])

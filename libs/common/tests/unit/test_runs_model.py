@@ -14,9 +14,9 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 # API.md, GET /api/v1/logs/{execution_id}, plus our extensions.
 API_RUN_KEYS = {"id", "workflow_id", "status", "trigger", "payload", "result", "error_message", "started_at",
                 "completed_at", "duration_ms", "steps"}
-RUN_EXTENSIONS = {"created_at", "workflow_version"}
+RUN_EXTENSIONS = {"created_at", "workflow_version", "resume_at", "replay_of", "pending_action"}
 API_STEP_KEYS = {"node_id", "type", "status", "input", "output", "error", "attempts", "started_at", "completed_at"}
-STEP_EXTENSIONS = {"note"}
+STEP_EXTENSIONS = {"note", "iteration", "loop", "branch", "resume_at", "attempt_log", "error_kind"}
 
 
 def make_run(**overrides: Any) -> RunState:
@@ -33,12 +33,17 @@ def make_step(node_id: str = "action-1", position: int = 1, **overrides: Any) ->
 R, S = RunStatus, StepStatus
 
 RUN_ALLOWED = {
-    (R.QUEUED, R.RUNNING), (R.QUEUED, R.FAILED), (R.QUEUED, R.CANCELLED),
-    (R.RUNNING, R.RUNNING), (R.RUNNING, R.SUCCESS), (R.RUNNING, R.FAILED), (R.RUNNING, R.CANCELLED),
+    (R.QUEUED, R.RUNNING), (R.QUEUED, R.PAUSED), (R.QUEUED, R.FAILED), (R.QUEUED, R.CANCELLED),
+    (R.RUNNING, R.RUNNING), (R.RUNNING, R.WAITING), (R.RUNNING, R.PAUSED), (R.RUNNING, R.SUCCESS),
+    (R.RUNNING, R.FAILED), (R.RUNNING, R.CANCELLED),
+    (R.WAITING, R.RUNNING), (R.WAITING, R.PAUSED), (R.WAITING, R.FAILED), (R.WAITING, R.CANCELLED),
+    (R.PAUSED, R.QUEUED), (R.PAUSED, R.CANCELLED),
 }
 STEP_ALLOWED = {
-    (S.PENDING, S.RUNNING), (S.PENDING, S.SKIPPED),
-    (S.RUNNING, S.RUNNING), (S.RUNNING, S.SUCCESS), (S.RUNNING, S.FAILED), (S.RUNNING, S.SKIPPED),
+    (S.PENDING, S.RUNNING), (S.PENDING, S.SKIPPED), (S.PENDING, S.CANCELLED),
+    (S.RUNNING, S.RUNNING), (S.RUNNING, S.WAITING), (S.RUNNING, S.SUCCESS), (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.SKIPPED), (S.RUNNING, S.CANCELLED),
+    (S.WAITING, S.RUNNING), (S.WAITING, S.SUCCESS), (S.WAITING, S.FAILED), (S.WAITING, S.CANCELLED),
 }
 
 
@@ -74,8 +79,9 @@ def test_refused_step_transitions(old: StepStatus, new: StepStatus) -> None:
     assert step.status is old
 
 
-@pytest.mark.parametrize(("status", "terminal"), [(R.QUEUED, False), (R.RUNNING, False), (R.SUCCESS, True),
-                                                  (R.FAILED, True), (R.CANCELLED, True)])
+@pytest.mark.parametrize(("status", "terminal"), [(R.QUEUED, False), (R.RUNNING, False), (R.WAITING, False),
+                                                  (R.PAUSED, False), (R.SUCCESS, True), (R.FAILED, True),
+                                                  (R.CANCELLED, True)])
 def test_is_terminal(status: RunStatus, terminal: bool) -> None:
     assert make_run(status=status).is_terminal is terminal
 
@@ -106,15 +112,18 @@ def test_to_public() -> None:
         "id": "run-1", "workflow_id": 3, "status": "success", "trigger": "webhook", "payload": {"a": 1},
         "result": {"ok": True}, "error_message": None, "created_at": "2026-01-02T03:04:05.678Z",
         "started_at": "2026-01-02T03:04:05.683Z", "completed_at": "2026-01-02T03:04:05.695Z", "duration_ms": 12,
-        "workflow_version": 4,
+        "workflow_version": 4, "resume_at": None, "replay_of": None, "pending_action": None,
         "steps": [
             {"node_id": "trigger-1", "type": "webhook", "status": "success", "input": None, "output": {"p": 1},
-             "error": None, "attempts": 1, "started_at": None, "completed_at": None, "note": None},
+             "error": None, "attempts": 1, "started_at": None, "completed_at": None, "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None},
             {"node_id": "action-1", "type": "http_request", "status": "success", "input": {"in": 1},
              "output": {"status": 200}, "error": None, "attempts": 2, "started_at": "2026-01-02T03:04:05.678Z",
-             "completed_at": "2026-01-02T03:04:06.678Z", "note": None},
+             "completed_at": "2026-01-02T03:04:06.678Z", "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None},
             {"node_id": "filter-1", "type": "http_request", "status": "skipped", "input": None, "output": None,
-             "error": None, "attempts": 0, "started_at": None, "completed_at": None, "note": None},
+             "error": None, "attempts": 0, "started_at": None, "completed_at": None, "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None},
         ],
     }
     assert run.owner_id == 9  # kept, but not public
@@ -138,3 +147,18 @@ def test_a_step_round_trips_through_its_public_form() -> None:
     step = make_step(status=StepStatus.FAILED, input={"x": [1]}, error="POST https://x answered 500", attempts=3,
                      started_at=T0, completed_at=T0 + timedelta(milliseconds=250), note="retried")
     assert StepState.from_public(step.to_public(), position=1) == step
+
+
+def test_history_cuts_big_values_with_a_marker_and_keeps_small_ones() -> None:
+    big = {"blob": "x" * 5000}
+    run = make_run(result=big, steps=[make_step(output=big, input={"small": 1})])
+    public = run.to_public(limit=1000)
+    marker = public["steps"][0]["output"]
+    assert marker["_truncated"] is True
+    assert marker["size_bytes"] == len('{"blob":"' + "x" * 5000 + '"}')
+    assert marker["limit_bytes"] == 1000
+    assert marker["preview"].startswith('{"blob":"xxx') and len(marker["preview"]) == 1024
+    assert public["result"]["_truncated"] is True
+    assert public["steps"][0]["input"] == {"small": 1}
+    # The run itself keeps every byte.
+    assert run.to_public()["steps"][0]["output"] == big

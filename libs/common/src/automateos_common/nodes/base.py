@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import httpx
@@ -54,11 +57,29 @@ class NodeConfig(BaseModel):
 
 @dataclass
 class NodeResult:
-    """What a node returns: its output, and whether the run should stop here (successfully)."""
+    """What a node returns.
+
+    output      the step's output (what `{{node-id...}}` and the next node's input see)
+    stop        the path stops here, successfully: the nodes after it are skipped (filter)
+    note        a short human line for the history ("condition false; run stopped here")
+    branch      the named output taken (`true`, a switch case); connections from the other
+                outputs are not followed and the nodes only they lead to are skipped
+    wait_until  finish the step at this time (UTC), with `output`: a delay. A short wait is
+                slept by the engine; a long one parks the run (status `waiting`, no worker held)
+    iterate     a loop: run the body (what the `body_output` connections lead to) once per item,
+                at most `concurrency` at a time; then the engine calls `collect()` on the node
+    """
 
     output: Any
     stop: bool = False
     note: str | None = None
+    branch: str | None = None
+    wait_until: datetime | None = None
+    iterate: list[Any] | None = None
+    concurrency: int = 1
+
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c8a36-8f7e-4c55-9a3f-4c1f6f0f2a11")
 
 
 @dataclass
@@ -72,6 +93,26 @@ class NodeContext:
     attempt: int = 1
     http_client: Callable[[], httpx.Client] | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("automateos.node"))
+    # The outputs of the inbound connections that were taken, by source node id, in connection order.
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    iteration: int | None = None  # inside a loop's body: the item's index
+    deadline: float | None = None  # time.monotonic() by which the attempt must end (node timeout)
+    retry_on: frozenset[str] = frozenset()  # the error kinds this step's retry policy retries
+
+    @property
+    def step_key(self) -> str:
+        return self.node_id if self.iteration is None else f"{self.node_id}[{self.iteration}]"
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this step of this run: the same on every attempt and after a crash recovery."""
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{self.execution_id}/{self.step_key}"))
+
+    def remaining(self, default: float) -> float:
+        """Seconds left before the deadline (at most `default`; at least a millisecond)."""
+        if self.deadline is None:
+            return default
+        return max(0.001, min(default, self.deadline - time.monotonic()))
 
     def http(self) -> httpx.Client:
         """An HTTP client whose connections pass the egress guard."""
@@ -89,6 +130,18 @@ class Node(ABC):
     # Config fields the engine passes through unresolved, because the node evaluates them
     # itself (a condition binds references as variables instead of pasting text into code).
     raw_fields: ClassVar[frozenset[str]] = frozenset()
+    # A loop: connections from this output form the body the engine runs once per item.
+    body_output: ClassVar[str | None] = None
+
+    @classmethod
+    def output_names(cls, config: dict[str, Any]) -> tuple[str, ...] | None:
+        """The named outputs connections may leave from (`{"from", "output", "to"}`); None: one
+        unnamed output. `config` is the raw (unresolved) config as saved."""
+        return None
+
+    def collect(self, config: Any, items: list[Any], results: list[Any]) -> NodeResult:
+        """A loop's step output once every item's body has run (`results[i]` is item i's)."""
+        raise NotImplementedError
 
     @classmethod
     def webhook_method(cls, config: dict[str, Any]) -> str | None:

@@ -12,22 +12,58 @@ import heapq
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ValidationError, field_path
 from .base import Node
 from .registry import NodeRegistry
-from .templates import INPUT, RESERVED_HEADS, TRIGGER, TemplateError, refs_in, walk_strings
+from .templates import INPUT, LOOP, RESERVED_HEADS, TRIGGER, TemplateError, refs_in, walk_strings
 
 # fullmatch, not match: `$` also matches before a trailing "\n", which let "a\n" through.
 NODE_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 MAX_NODES = 200
-DEFINITION_KEYS = frozenset({"nodes", "connections"})
-NODE_KEYS = frozenset({"id", "type", "config", "name", "notes"})
-CONNECTION_KEYS = frozenset({"from", "to"})
+DEFINITION_KEYS = frozenset({"nodes", "connections", "settings"})
+NODE_KEYS = frozenset({"id", "type", "config", "name", "notes", "retry", "timeout_s"})
+CONNECTION_KEYS = frozenset({"from", "to", "output"})
+ERROR_KIND = Literal["timeout", "connection_error", "5xx", "429", "error"]
+TRANSIENT_ERRORS: tuple[ERROR_KIND, ...] = ("timeout", "connection_error", "5xx", "429")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Strict):
+    """A node's `retry`: how often and how long to try again, and on which errors."""
+
+    max_attempts: int = Field(default=3, ge=1, le=25, description="Attempts in all, the first included.")
+    backoff: Literal["exponential", "fixed"] = "exponential"
+    initial_s: float = Field(default=1.0, gt=0, le=86_400, description="Wait before the second attempt.")
+    max_s: float = Field(default=300.0, gt=0, le=7 * 86_400, description="Longest wait between attempts.")
+    on: list[ERROR_KIND] = Field(
+        default_factory=lambda: list(TRANSIENT_ERRORS),
+        description="Errors worth another attempt; `error` is any failure.",
+    )
+
+
+class RunSettings(_Strict):
+    """A definition's `settings`."""
+
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=366 * 86_400,
+        description="The run fails when it has not finished this long after it started (waits included).",
+    )
+    max_parallel: int = Field(default=8, ge=1, le=64, description="Steps of one run that run at the same time.")
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str
+    output: str | None = None  # the source's named output it leaves from; None: its only output
 
 
 @dataclass
@@ -38,12 +74,19 @@ class PlannedNode:
     cls: builtins.type[Node]  # builtins: `type` is a field name here
     config: dict[str, Any]
     predecessors: list[str] = field(default_factory=list)
+    inbound: list[Edge] = field(default_factory=list)  # in connection order
+    outbound: list[Edge] = field(default_factory=list)
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = None
+    loop: str | None = None  # the loop whose body this node is in
+    body: list[str] = field(default_factory=list)  # for a loop: its body's nodes, in execution order
 
 
 @dataclass
 class Plan:
     nodes: list[PlannedNode]  # in execution (topological) order
     trigger_id: str
+    settings: RunSettings = field(default_factory=RunSettings)
 
     def by_id(self) -> dict[str, PlannedNode]:
         return {n.id: n for n in self.nodes}
@@ -77,7 +120,7 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
         errors.add(prefix, "must be an object with 'nodes' and optional 'connections'")
         errors.raise_if_any()
     for key in sorted(set(definition) - DEFINITION_KEYS):
-        errors.add(f"{prefix}.{key}", "unknown key (expected 'nodes' and 'connections')")
+        errors.add(f"{prefix}.{key}", "unknown key (expected 'nodes', 'connections' and 'settings')")
     raw_nodes = definition.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
         errors.add(f"{prefix}.nodes", "must be a non-empty list of nodes")
@@ -117,10 +160,18 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
         if not isinstance(config, dict):
             errors.add(f"{where}.config", "must be an object")
             ok = False
+        retry = _strict_model(RetryPolicy, raw.get("retry"), f"{where}.retry", errors)
+        timeout_s = raw.get("timeout_s")
+        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+                                      or not 0 < timeout_s <= 86_400):
+            errors.add(f"{where}.timeout_s", "must be a number of seconds above 0, at most 86400")
+            ok = False
         if ok and cls is not None:
             _check_config(cls, config, f"{where}.config", errors)
             assert isinstance(node_id, str) and isinstance(type_name, str)
-            nodes.append(PlannedNode(index=i, id=node_id, type=type_name, cls=cls, config=config))
+            nodes.append(PlannedNode(index=i, id=node_id, type=type_name, cls=cls, config=config, retry=retry,
+                                     timeout_s=float(timeout_s) if timeout_s is not None else None))
+    settings = _strict_model(RunSettings, definition.get("settings"), f"{prefix}.settings", errors)
     errors.raise_if_any()
 
     triggers = [n for n in nodes if n.cls.kind == "trigger"]
@@ -136,15 +187,38 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
         if nodes[0] is not trigger:
             errors.add(f"{prefix}.nodes[{trigger.index}]", "without connections the trigger must be the first node")
         for prev, node in itertools.pairwise(nodes):
+            edge = Edge(prev.id, node.id)
             node.predecessors = [prev.id]
+            node.inbound = [edge]
+            prev.outbound = [edge]
+        for node in nodes:
+            if node.cls.output_names(node.config) is not None:
+                errors.add(f"{prefix}.nodes[{node.index}]",
+                           f"a '{node.type}' node has named outputs: use connections that name them")
         ordered = nodes
     else:
         ordered = _plan_graph(raw_conns, nodes, trigger, errors, prefix)
     errors.raise_if_any()
+    _plan_loops(ordered, errors, prefix)
+    errors.raise_if_any()
 
     _check_references(ordered, errors, prefix)
     errors.raise_if_any()
-    return Plan(nodes=ordered, trigger_id=trigger.id)
+    return Plan(nodes=ordered, trigger_id=trigger.id, settings=settings or RunSettings())
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _strict_model(model: builtins.type[M], raw: Any, where: str, errors: _Errors) -> M | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except PydanticValidationError as exc:
+        for e in exc.errors():
+            errors.add(_config_field(where, tuple(e["loc"])), e["msg"])
+        return None
 
 
 def _check_config(cls: type[Node], config: dict[str, Any], where: str, errors: _Errors) -> None:
@@ -174,7 +248,7 @@ def _plan_graph(raw_conns: Any, nodes: list[PlannedNode], trigger: PlannedNode, 
             continue
         for key in sorted(set(conn) - CONNECTION_KEYS):
             errors.add(f"{cw}.{key}", "unknown key")
-        src, dst = conn.get("from"), conn.get("to")
+        src, dst, output = conn.get("from"), conn.get("to"), conn.get("output")
         bad = False
         for key, value in (("from", src), ("to", dst)):
             if not isinstance(value, str) or value not in by_id:
@@ -183,6 +257,13 @@ def _plan_graph(raw_conns: Any, nodes: list[PlannedNode], trigger: PlannedNode, 
         if bad:
             continue
         assert isinstance(src, str) and isinstance(dst, str)
+        names = by_id[src].cls.output_names(by_id[src].config)
+        if names is None and output is not None:
+            errors.add(f"{cw}.output", f"a '{by_id[src].type}' node has a single output; leave 'output' out")
+            continue
+        if names is not None and output not in names:
+            errors.add(f"{cw}.output", f"must name an output of '{src}': {', '.join(names)}")
+            continue
         if src == dst:
             errors.add(cw, "a node cannot connect to itself")
         elif (src, dst) in seen_edges:
@@ -192,7 +273,10 @@ def _plan_graph(raw_conns: Any, nodes: list[PlannedNode], trigger: PlannedNode, 
         else:
             seen_edges.add((src, dst))
             succ[src].append(dst)
+            edge = Edge(src, dst, output)
             by_id[dst].predecessors.append(src)
+            by_id[dst].inbound.append(edge)
+            by_id[src].outbound.append(edge)
     if errors.items:
         return nodes
 
@@ -254,8 +338,40 @@ def ancestors(plan_nodes: list[PlannedNode]) -> dict[str, set[str]]:
     return memo
 
 
+def _plan_loops(ordered: list[PlannedNode], errors: _Errors, prefix: str) -> None:
+    """A loop's body: every node reachable from its `body_output`; it is entered only that way."""
+    by_id = {n.id: n for n in ordered}
+    for loop in ordered:
+        out = loop.cls.body_output
+        if out is None:
+            continue
+        body: set[str] = set()
+        stack = [e.dst for e in loop.outbound if e.output == out]
+        while stack:
+            nid = stack.pop()
+            if nid not in body:
+                body.add(nid)
+                stack.extend(e.dst for e in by_id[nid].outbound)
+        for nid in sorted(body, key=lambda x: by_id[x].index):
+            node = by_id[nid]
+            where = f"{prefix}.nodes[{node.index}]"
+            if node.loop is not None:
+                errors.add(where, f"node '{nid}' is in the bodies of both '{node.loop}' and '{loop.id}'")
+                continue
+            if node.cls.body_output is not None:
+                errors.add(where, f"loop '{nid}' is inside the body of loop '{loop.id}'; nested loops are not "
+                                  "supported (run the inner loop in a workflow of its own)")
+            for e in node.inbound:
+                if e.src not in body and not (e.src == loop.id and e.output == out):
+                    errors.add(where, f"node '{nid}' is in the body of loop '{loop.id}' (it follows its "
+                                      f"'{out}' output) and cannot also have an input from '{e.src}'")
+            node.loop = loop.id
+        loop.body = [n.id for n in ordered if n.id in body]
+
+
 def _check_references(ordered: list[PlannedNode], errors: _Errors, prefix: str) -> None:
     before = ancestors(ordered)
+    by_id = {n.id: n for n in ordered}
     for node in ordered:
         where = f"{prefix}.nodes[{node.index}].config"
         for path, text in walk_strings(node.config):
@@ -265,6 +381,17 @@ def _check_references(ordered: list[PlannedNode], errors: _Errors, prefix: str) 
                 errors.add(_config_field(where, path), str(exc))
                 continue
             for ref in refs:
+                if ref.head == LOOP:
+                    if node.loop is None:
+                        errors.add(_config_field(where, path),
+                                   f"'{{{{{ref.text}}}}}': 'loop' is only known inside a loop's body")
+                    continue
+                target = by_id.get(ref.head)
+                if target is not None and target.loop is not None and target.loop != node.loop:
+                    errors.add(_config_field(where, path),
+                               f"'{{{{{ref.text}}}}}' refers to '{ref.head}', which runs once per item inside "
+                               f"loop '{target.loop}'; use '{{{{{target.loop}.results}}}}'")
+                    continue
                 if ref.head in (TRIGGER, INPUT) or ref.head in before[node.id]:
                     continue
                 reason = "does not exist" if ref.head not in before else f"does not run before '{node.id}'"

@@ -1,7 +1,7 @@
 """`{{...}}` references in node configs: parsing, save-time checks and resolution.
 
 A reference is a path, never code: `{{trigger.payload.items[0].name}}`,
-`{{action-1.body["user-id"]}}`. The head is `trigger`, `input` (this node's input) or a node
+`{{action-1.body["user-id"]}}`. The head is `trigger`, `input` (this node's input), `loop` (in a loop's body) or a node
 id (ids may contain `-`); the rest walks dict keys and list indexes. Nothing is evaluated.
 
 A string that is exactly one reference keeps the referenced value's JSON type; otherwise each
@@ -26,7 +26,8 @@ _KEY_RE = re.compile(r"""\[\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*\]""
 # Names a template may start with besides node ids.
 TRIGGER = "trigger"
 INPUT = "input"
-RESERVED_HEADS = frozenset({TRIGGER, INPUT})
+LOOP = "loop"  # inside a loop's body: {{loop.item}}, {{loop.index}}, {{loop.node}}
+RESERVED_HEADS = frozenset({TRIGGER, INPUT, LOOP})
 
 
 class TemplateError(ValueError):
