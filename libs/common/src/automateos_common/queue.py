@@ -2,7 +2,9 @@
 
 So a run is either fully accepted (state `queued`, event, job on the queue) or not at all, and
 the caller answers 202 only after Redis has it. Jobs name their function by dotted string and
-use RQ's JSON serializer: the producers (ingress, later the scheduler) never import engine code.
+use RQ's JSON serializer: the producers (ingress, the workflows API's replay and resume, later
+the scheduler) never import engine code. Every job for a run goes through `enqueue_run`, so
+they all carry the same function, serializer and options.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import uuid
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .runs import RunState, RunStore
 
 RUN_JOB = "automateos_engine.jobs.run_execution"
-# A run that outlives this is stopped by RQ; long waits belong to the engine's parking, not a job.
-JOB_TIMEOUT_S = 900
+# RQ's own limit on one job, a backstop only: a run is bounded by its node timeouts and its own
+# `settings.timeout_s`, and long waits park the run instead of holding a job.
+JOB_TIMEOUT_S = 24 * 3600
+FAILURE_TTL_S = 7 * 24 * 3600
 
 
 def make_queue(redis: Redis, name: str) -> Queue:
@@ -51,18 +57,31 @@ def new_execution_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def enqueue_run(queue: Queue, run_id: str, *, job_id: str | None = None, at_front: bool = False,
+                pipeline: Pipeline | None = None) -> Job:
+    """Put a job for the run on the queue. The first job's id is the run id; a later one (a resume)
+    needs an id of its own, since RQ keeps one job per id ([A-Za-z0-9_-]+)."""
+    # Retry: if a worker dies with the job, RQ's maintenance puts it back; the engine resumes
+    # the run from its first unfinished step.
+    return queue.enqueue_call(RUN_JOB, args=(run_id,), job_id=job_id or run_id, timeout=JOB_TIMEOUT_S,
+                              result_ttl=0, failure_ttl=FAILURE_TTL_S, retry=Retry(max=3), at_front=at_front,
+                              pipeline=pipeline)
+
+
+def submit_run(redis: Redis, queue: Queue, run: RunState) -> RunState:
+    """Write a prebuilt queued run (with any steps it already has) and its job in one MULTI/EXEC."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.multi()
+        RunStore(redis).write_new(pipe, run)
+        enqueue_run(queue, run.id, pipeline=pipe)
+        pipe.execute()
+    return run
+
+
 def accept_run(redis: Redis, queue: Queue, *, workflow_id: int, owner_id: int, trigger: str,
                trigger_data: dict[str, Any], execution_id: str | None = None) -> RunState:
     run = RunState(
         id=execution_id or new_execution_id(), workflow_id=workflow_id, owner_id=owner_id, trigger=trigger,
         payload=trigger_data.get("payload"), trigger_data=trigger_data,
     )
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.multi()
-        RunStore(redis).write_new(pipe, run)
-        # Retry: if a worker dies with the job, RQ's maintenance puts it back; the engine resumes
-        # the run from its first unfinished step.
-        queue.enqueue_call(RUN_JOB, args=(run.id,), job_id=run.id, timeout=JOB_TIMEOUT_S,
-                           result_ttl=0, failure_ttl=7 * 24 * 3600, retry=Retry(max=3), pipeline=pipe)
-        pipe.execute()
-    return run
+    return submit_run(redis, queue, run)

@@ -138,6 +138,7 @@ class StepState:
     # One entry per attempt: {"attempt", "started_at", "completed_at", "error", "retry_in_s"}.
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
     error_kind: str | None = None  # timeout | connection_error | 5xx | 429 | ... (what retry `on` matches)
+    stopped: bool = False  # the node stopped its path (a filter that did not match): nothing after it runs
 
     @property
     def key(self) -> str:
@@ -163,6 +164,7 @@ class StepState:
             "started_at": isoformat(self.started_at), "completed_at": isoformat(self.completed_at),
             "note": self.note, "iteration": self.iteration, "loop": self.loop, "branch": self.branch,
             "resume_at": isoformat(self.resume_at), "attempt_log": self.attempt_log, "error_kind": self.error_kind,
+            "stopped": self.stopped,
         }
 
     @classmethod
@@ -173,7 +175,7 @@ class StepState:
             started_at=parse_iso(d.get("started_at")), completed_at=parse_iso(d.get("completed_at")),
             note=d.get("note"), iteration=d.get("iteration"), loop=d.get("loop"), branch=d.get("branch"),
             resume_at=parse_iso(d.get("resume_at")), attempt_log=d.get("attempt_log") or [],
-            error_kind=d.get("error_kind"),
+            error_kind=d.get("error_kind"), stopped=bool(d.get("stopped")),
         )
 
 

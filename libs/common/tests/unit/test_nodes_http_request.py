@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -14,8 +16,14 @@ from libs.common.tests.factories import node_context, trigger_data
 from pydantic import ValidationError as PydanticValidationError
 
 from automateos_common.errors import NodeExecutionError
+from automateos_common.nodes.base import NodeContext
 from automateos_common.nodes.builtin import http_request as http_request_module
-from automateos_common.nodes.builtin.http_request import USER_AGENT, HttpRequestConfig, HttpRequestNode
+from automateos_common.nodes.builtin.http_request import (
+    USER_AGENT,
+    HttpRequestConfig,
+    HttpRequestNode,
+    parse_retry_after,
+)
 from automateos_common.nodes.definition import validated_config
 from automateos_common.nodes.templates import resolve
 
@@ -41,15 +49,16 @@ class Recorder:
         return self.requests[0]
 
 
-def run(config: dict[str, Any], handler: Handler) -> Any:
-    """Validate a resolved config the way the engine does, and run the node."""
+def run(config: dict[str, Any], handler: Handler, **ctx_fields: Any) -> Any:
+    """Validate a resolved config the way the engine does, and run the node (ctx_fields: NodeContext fields)."""
     validated = validated_config(HttpRequestNode, config, resolved=True)
-    return HttpRequestNode().run(node_context(handler=handler), validated, input={"from": "previous"})
+    ctx = dataclasses.replace(node_context(handler=handler), **ctx_fields)
+    return HttpRequestNode().run(ctx, validated, input={"from": "previous"})
 
 
-def failure(config: dict[str, Any], handler: Handler) -> NodeExecutionError:
+def failure(config: dict[str, Any], handler: Handler, **ctx_fields: Any) -> NodeExecutionError:
     with pytest.raises(NodeExecutionError) as excinfo:
-        run(config, handler)
+        run(config, handler, **ctx_fields)
     return excinfo.value
 
 
@@ -238,13 +247,13 @@ def test_error_statuses_are_output_by_default(status: int) -> None:
     assert (output["status"], output["body"]) == (status, {"error": "x"})
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (404, False), (429, True), (500, True),
-                                                   (503, True)])
-def test_fail_on_status(status: int, retryable: bool) -> None:
+@pytest.mark.parametrize(("status", "retryable", "kind"), [(400, False, None), (404, False, None), (429, True, "429"),
+                                                           (500, True, "5xx"), (503, True, "5xx")])
+def test_fail_on_status(status: int, retryable: bool, kind: str | None) -> None:
     error = failure({"url": URL, "method": "POST", "fail_on_status": True},
                     Recorder(lambda _: httpx.Response(status)))
     assert error.message == f"POST {URL} answered {status}"
-    assert error.retryable is retryable
+    assert (error.retryable, error.kind, error.retry_after) == (retryable, kind, None)
 
 
 def test_fail_on_status_passes_successes() -> None:
@@ -261,19 +270,19 @@ def raise_(exc: Exception) -> Handler:
 def test_timeouts_are_retryable(exc_type: type[httpx.TimeoutException]) -> None:
     error = failure({"url": URL, "timeout": 2.5}, raise_(exc_type("timed out")))
     assert error.message == f"GET {URL} timed out after 2.5s"
-    assert error.retryable is True
+    assert (error.retryable, error.kind) == (True, "timeout")
 
 
 def test_connect_errors_are_retryable() -> None:
     error = failure({"url": URL}, raise_(httpx.ConnectError("[Errno 111] Connection refused")))
     assert error.message == f"GET {URL} failed: ConnectError: [Errno 111] Connection refused"
-    assert error.retryable is True
+    assert (error.retryable, error.kind) == (True, "connection_error")
 
 
 def test_too_many_redirects_is_not_retryable() -> None:
     error = failure({"url": URL}, Recorder(lambda r: httpx.Response(302, headers={"location": str(r.url)})))
     assert error.message == f"GET {URL}: too many redirects"
-    assert error.retryable is False
+    assert (error.retryable, error.kind) == (False, None)
 
 
 def test_a_too_large_body_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,7 +315,7 @@ def test_the_timeout_bounds_a_slowly_dripping_body() -> None:
 
     error = failure({"url": URL, "timeout": 0.1}, Recorder(lambda _: httpx.Response(200, content=drip())))
     assert error.message == f"GET {URL} timed out after 0.1s"
-    assert error.retryable is True
+    assert (error.retryable, error.kind) == (True, "timeout")
 
 
 # --- config validation ----------------------------------------------------------------------
@@ -340,7 +349,7 @@ def test_config_defaults() -> None:
     assert str(config.url) == URL
     assert config.model_dump(exclude={"url"}) == {
         "method": "GET", "headers": {}, "query": {}, "body": None, "body_type": "auto", "timeout": 30.0,
-        "follow_redirects": True, "fail_on_status": False,
+        "follow_redirects": True, "fail_on_status": False, "idempotency_key": False,
     }
 
 
@@ -348,3 +357,200 @@ def test_config_defaults() -> None:
 def test_timeout_bounds(timeout: float) -> None:
     with pytest.raises(PydanticValidationError):
         HttpRequestConfig.model_validate({"url": URL, "timeout": timeout})
+
+
+@pytest.mark.parametrize("exc", [httpx.ReadError("reset by peer"), httpx.RemoteProtocolError("bad chunk")])
+def test_other_transport_errors_are_connection_errors(exc: Exception) -> None:
+    error = failure({"url": URL}, raise_(exc))
+    assert error.message == f"GET {URL} failed: {type(exc).__name__}: {exc}"
+    assert (error.retryable, error.kind) == (True, "connection_error")
+
+
+# --- statuses the retry policy retries --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "kind"), [(500, "5xx"), (502, "5xx"), (503, "5xx"), (599, "5xx"), (429, "429")])
+def test_a_status_the_retry_policy_retries_fails_the_step(status: int, kind: str) -> None:
+    handler = Recorder(lambda _: httpx.Response(status, json={"error": "busy"}))
+    error = failure({"url": URL}, handler, retry_on=frozenset({kind}))
+    assert error.message == f"GET {URL} answered {status}"
+    assert (error.retryable, error.kind, error.retry_after) == (True, kind, None)
+
+
+@pytest.mark.parametrize(("status", "retry_on"), [
+    (500, frozenset({"429", "timeout", "connection_error"})),
+    (429, frozenset({"5xx", "timeout", "connection_error"})),
+    (404, frozenset({"5xx", "429", "timeout", "connection_error", "error"})),
+    (500, frozenset()),
+])
+def test_other_statuses_are_the_output(status: int, retry_on: frozenset[str]) -> None:
+    output = run({"url": URL}, Recorder(lambda _: httpx.Response(status)), retry_on=retry_on)
+    assert output["status"] == status
+
+
+NOW = datetime(2026, 11, 22, 4, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_request_module, "utcnow", lambda: NOW)
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120.0),
+    (" 0 ", 0.0),
+    ("Sun, 22 Nov 2026 04:01:30 GMT", 90.0),
+    ("Sun, 22 Nov 2026 04:00:00 GMT", 0.0),
+    ("Sat, 21 Nov 2026 00:00:00 GMT", 0.0),  # in the past: no wait
+    ("Sun, 22 Nov 2026 04:00:10 -0000", 10.0),
+    ("-5", None),
+    ("1.5", None),
+    ("soon", None),
+    ("", None),
+    ("Sun, 99 Nov 2026 04:00:00 GMT", None),
+    ("\u0661\u0662", None),  # Arabic-Indic digits: str.isdigit() says yes, HTTP says no
+    (None, None),
+])
+def test_parse_retry_after(header: str | None, seconds: float | None, frozen_now: None) -> None:
+    assert parse_retry_after(header) == seconds
+
+
+@pytest.mark.parametrize("fail_on_status", [True, False])
+def test_a_429_carries_retry_after(fail_on_status: bool, frozen_now: None) -> None:
+    handler = Recorder(lambda _: httpx.Response(429, headers={"Retry-After": "Sun, 22 Nov 2026 04:00:42 GMT"}))
+    error = failure({"url": URL, "fail_on_status": fail_on_status}, handler,
+                    retry_on=frozenset() if fail_on_status else frozenset({"429"}))
+    assert (error.kind, error.retry_after) == ("429", 42.0)
+
+    error = failure({"url": URL, "fail_on_status": True}, Recorder(lambda _: httpx.Response(429, headers={
+        "Retry-After": "7"})))
+    assert (error.kind, error.retry_after) == ("429", 7.0)
+
+    error = failure({"url": URL, "fail_on_status": True}, Recorder(lambda _: httpx.Response(429, headers={
+        "Retry-After": "whenever"})))
+    assert (error.kind, error.retry_after) == ("429", None)
+
+
+def test_a_503_carries_retry_after_too() -> None:
+    error = failure({"url": URL}, Recorder(lambda _: httpx.Response(503, headers={"Retry-After": "30"})),
+                    retry_on=frozenset({"5xx"}))
+    assert (error.kind, error.retry_after) == ("5xx", 30.0)
+
+
+# --- the node's timeout -----------------------------------------------------------------------
+
+
+def sent_timeout(request: httpx.Request) -> dict[str, float]:
+    timeout: dict[str, float] = request.extensions["timeout"]
+    return timeout
+
+
+def test_without_a_deadline_the_configured_timeout_is_used() -> None:
+    recorder = Recorder()
+    run({"url": URL, "timeout": 12}, recorder)
+    assert sent_timeout(recorder.only) == {"connect": 12.0, "read": 12.0, "write": 12.0, "pool": 12.0}
+
+
+def test_a_node_deadline_shortens_the_request_timeout() -> None:
+    recorder = Recorder()
+    run({"url": URL, "timeout": 30}, recorder, deadline=time.monotonic() + 5)
+    assert {round(v) for v in sent_timeout(recorder.only).values()} == {5}
+
+    recorder = Recorder()
+    run({"url": URL, "timeout": 2}, recorder, deadline=time.monotonic() + 60)
+    assert set(sent_timeout(recorder.only).values()) == {2.0}
+
+
+def test_a_passed_deadline_times_out_at_once() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert set(sent_timeout(request).values()) == {0.001}
+        raise httpx.ConnectTimeout("timed out")
+
+    error = failure({"url": URL}, handler, deadline=time.monotonic() - 1)
+    assert error.message == f"GET {URL} timed out after 0.001s"
+    assert error.kind == "timeout"
+
+
+def test_the_deadline_bounds_a_slowly_dripping_body() -> None:
+    def drip() -> Iterator[bytes]:
+        for _ in range(20):
+            time.sleep(0.05)
+            yield b"."
+
+    started = time.monotonic()
+    error = failure({"url": URL, "timeout": 30}, Recorder(lambda _: httpx.Response(200, content=drip())),
+                    deadline=time.monotonic() + 0.2)
+    assert error.kind == "timeout"
+    assert time.monotonic() - started < 0.5
+
+
+# --- the idempotency key ----------------------------------------------------------------------
+
+
+def key_sent(config: dict[str, Any], header: str = "idempotency-key", **ctx_fields: Any) -> str | None:
+    recorder = Recorder()
+    run({"url": URL, "method": "POST", **config}, recorder, **ctx_fields)
+    values = recorder.only.headers.get_list(header)
+    assert len(values) <= 1
+    return values[0] if values else None
+
+
+def test_no_idempotency_key_by_default() -> None:
+    assert key_sent({}) is None
+    assert key_sent({"idempotency_key": False}) is None
+
+
+def test_the_key_is_the_steps_and_the_same_on_every_attempt() -> None:
+    first = key_sent({"idempotency_key": True}, attempt=1)
+    assert first == node_context().idempotency_key
+    assert key_sent({"idempotency_key": True}, attempt=2) == first
+    assert key_sent({"idempotency_key": True}, attempt=7, retry_on=frozenset({"5xx"})) == first
+
+
+def test_the_key_differs_per_step_iteration_and_run() -> None:
+    keys = [
+        key_sent({"idempotency_key": True}),
+        key_sent({"idempotency_key": True}, node_id="node-2"),
+        key_sent({"idempotency_key": True}, iteration=0),
+        key_sent({"idempotency_key": True}, iteration=1),
+        key_sent({"idempotency_key": True}, execution_id="exec-2"),
+    ]
+    assert len(set(keys)) == 5
+    assert key_sent({"idempotency_key": True}, iteration=1) == keys[3]
+
+
+def test_a_string_names_the_header() -> None:
+    key = key_sent({"idempotency_key": "X-Request-Id"}, header="x-request-id")
+    assert key == node_context().idempotency_key
+    recorder = Recorder()
+    run({"url": URL, "idempotency_key": "X-Request-Id"}, recorder)
+    assert "idempotency-key" not in recorder.only.headers
+
+
+@pytest.mark.parametrize(("setting", "configured"), [(True, "idempotency-KEY"), ("X-Request-Id", "x-request-id")])
+def test_a_configured_header_wins(setting: bool | str, configured: str) -> None:
+    recorder = Recorder()
+    run({"url": URL, "method": "POST", "idempotency_key": setting, "headers": {configured: "mine-1"}}, recorder)
+    name = "idempotency-key" if setting is True else setting
+    assert isinstance(name, str)
+    assert recorder.only.headers.get_list(name) == ["mine-1"]
+
+
+def test_the_key_is_sent_on_get_too() -> None:
+    recorder = Recorder()
+    run({"url": URL, "idempotency_key": True}, recorder)
+    assert recorder.only.headers["idempotency-key"] == NodeContext(
+        execution_id="exec-1", workflow_id=1, node_id="node-1", trigger={}, scope={}, outputs={}).idempotency_key
+
+
+@pytest.mark.parametrize("value", ["", "Bad Header", "x:y", "é", "x" * 65, None, 3])
+def test_idempotency_key_config_errors(value: Any) -> None:
+    with pytest.raises(PydanticValidationError) as excinfo:
+        HttpRequestConfig.model_validate({"url": URL, "idempotency_key": value})
+    assert {e["loc"][0] for e in excinfo.value.errors()} == {"idempotency_key"}
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(True, True), (False, False), ("Idempotency-Key", "Idempotency-Key"),
+                                               ("X-Req-1", "X-Req-1")])
+def test_idempotency_key_config(value: Any, parsed: Any) -> None:
+    assert HttpRequestConfig.model_validate({"url": URL, "idempotency_key": value}).idempotency_key == parsed

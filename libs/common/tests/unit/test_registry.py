@@ -63,13 +63,16 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: FakeEntryPoint) -> 
     return asked
 
 
+BUILTIN_TYPES = ["delay", "filter", "http_request", "if", "loop", "manual", "merge", "switch", "transform", "webhook"]
+
+
 def raise_import_error() -> Any:
     raise ImportError("No module named 'broken_plugin'")
 
 
 def test_builtins_are_discovered() -> None:
     registry = build_registry(entry_points_group=None)
-    assert registry.types() == ["filter", "http_request", "webhook"]
+    assert registry.types() == BUILTIN_TYPES
     assert registry.get("webhook") is WebhookNode
     assert registry.get("http_request") is HttpRequestNode
     assert registry.get("filter") is FilterNode
@@ -82,13 +85,14 @@ def test_builtins_are_discovered() -> None:
 def test_node_kinds() -> None:
     registry = build_registry(entry_points_group=None)
     assert {name: registry.get(name).kind for name in registry.types()} == {  # type: ignore[union-attr]
-        "filter": "action", "http_request": "action", "webhook": "trigger",
+        "delay": "action", "filter": "action", "http_request": "action", "if": "action", "loop": "action",
+        "manual": "trigger", "merge": "action", "switch": "action", "transform": "action", "webhook": "trigger",
     }
 
 
 def test_default_registry_is_built_once() -> None:
     assert default_registry() is default_registry()
-    assert default_registry().types() == ["filter", "http_request", "webhook"]
+    assert default_registry().types() == BUILTIN_TYPES
 
 
 def test_a_duplicate_type_names_both_origins() -> None:
@@ -140,7 +144,7 @@ def test_entry_points_register_classes_and_modules(monkeypatch: pytest.MonkeyPat
     registry = build_registry()
 
     assert asked == [ENTRY_POINT_GROUP]
-    assert registry.types() == ["echo", "filter", "http_request", "slack", "webhook"]
+    assert registry.types() == sorted([*BUILTIN_TYPES, "echo", "slack"])
     assert registry.get("echo") is EchoNode
     assert registry.get("slack") is SlackNode
     assert registry.load_errors == {}
@@ -158,7 +162,7 @@ def test_a_broken_plugin_is_recorded_and_skipped(monkeypatch: pytest.MonkeyPatch
     with caplog.at_level(logging.ERROR, logger=registry_module.__name__):
         registry = build_registry()
 
-    assert registry.types() == ["echo", "filter", "http_request", "webhook"]
+    assert registry.types() == sorted([*BUILTIN_TYPES, "echo"])
     assert registry.load_errors == {
         "broken": "ImportError: No module named 'broken_plugin'",
         "not-a-node": "not a Node subclass or a module",
@@ -186,7 +190,7 @@ def test_a_plugin_that_redefines_a_builtin_fails_fast(monkeypatch: pytest.Monkey
 
 def test_entry_points_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     asked = fake_entry_points(monkeypatch, FakeEntryPoint("echo", "acme.echo:EchoNode", lambda: EchoNode))
-    assert build_registry(entry_points_group=None).types() == ["filter", "http_request", "webhook"]
+    assert build_registry(entry_points_group=None).types() == BUILTIN_TYPES
     assert asked == []
 
 
@@ -228,7 +232,18 @@ def test_the_default_registry_refuses_the_unknown_type() -> None:
         validate_definition(echo_definition({"message": "hi"}), build_registry())
     assert excinfo.value.details == {
         "field": "definition.nodes[1].type",
-        "issue": "unknown node type 'echo'; known: filter, http_request, webhook",
+        "issue": f"unknown node type 'echo'; known: {', '.join(BUILTIN_TYPES)}",
         "errors": [{"field": "definition.nodes[1].type",
-                    "issue": "unknown node type 'echo'; known: filter, http_request, webhook"}],
+                    "issue": f"unknown node type 'echo'; known: {', '.join(BUILTIN_TYPES)}"}],
     }
+
+
+def test_every_builtin_describes_itself() -> None:
+    # The node-types catalog shows these; a config schema that cannot render breaks the whole list.
+    registry = build_registry(entry_points_group=None)
+    for name in registry.types():
+        cls = registry.get(name)
+        assert cls is not None
+        assert cls.title and cls.description, name
+        schema = cls.Config.model_json_schema()
+        assert (schema["type"], schema["additionalProperties"]) == ("object", False), name

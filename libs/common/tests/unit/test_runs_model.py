@@ -16,7 +16,7 @@ API_RUN_KEYS = {"id", "workflow_id", "status", "trigger", "payload", "result", "
                 "completed_at", "duration_ms", "steps"}
 RUN_EXTENSIONS = {"created_at", "workflow_version", "resume_at", "replay_of", "pending_action"}
 API_STEP_KEYS = {"node_id", "type", "status", "input", "output", "error", "attempts", "started_at", "completed_at"}
-STEP_EXTENSIONS = {"note", "iteration", "loop", "branch", "resume_at", "attempt_log", "error_kind"}
+STEP_EXTENSIONS = {"note", "iteration", "loop", "branch", "resume_at", "attempt_log", "error_kind", "stopped"}
 
 
 def make_run(**overrides: Any) -> RunState:
@@ -115,15 +115,18 @@ def test_to_public() -> None:
         "workflow_version": 4, "resume_at": None, "replay_of": None, "pending_action": None,
         "steps": [
             {"node_id": "trigger-1", "type": "webhook", "status": "success", "input": None, "output": {"p": 1},
-             "error": None, "attempts": 1, "started_at": None, "completed_at": None, "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
-             "error_kind": None},
+             "error": None, "attempts": 1, "started_at": None, "completed_at": None, "note": None,
+             "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None, "stopped": False},
             {"node_id": "action-1", "type": "http_request", "status": "success", "input": {"in": 1},
              "output": {"status": 200}, "error": None, "attempts": 2, "started_at": "2026-01-02T03:04:05.678Z",
-             "completed_at": "2026-01-02T03:04:06.678Z", "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
-             "error_kind": None},
+             "completed_at": "2026-01-02T03:04:06.678Z", "note": None,
+             "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None, "stopped": False},
             {"node_id": "filter-1", "type": "http_request", "status": "skipped", "input": None, "output": None,
-             "error": None, "attempts": 0, "started_at": None, "completed_at": None, "note": None, "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
-             "error_kind": None},
+             "error": None, "attempts": 0, "started_at": None, "completed_at": None, "note": None,
+             "iteration": None, "loop": None, "branch": None, "resume_at": None, "attempt_log": [],
+             "error_kind": None, "stopped": False},
         ],
     }
     assert run.owner_id == 9  # kept, but not public

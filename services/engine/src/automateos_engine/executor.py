@@ -1,187 +1,223 @@
-"""The execution loop: run a workflow's nodes in plan order and record every step.
+"""Picking a run up: its lease, its pinned definition, and handing it to the driver.
 
-It never names a node type: each node is looked up in the registry, its config resolved
-(`{{...}}` references) and validated against the node's own schema, then run. Every state
-change is written to Redis at once (see automateos_common.runs), so a run that is picked up
-again after a crash continues from its first unfinished step; finished steps are not re-run.
+It never names a node type: nodes come from the registry and the driver (driver.py) follows the
+graph. A worker holds a run only with its lease (automateos_common.lease), renewed by a
+heartbeat thread that also watches for a cancel or pause request. Every state change is in Redis
+at once, so a run picked up again after a crash continues from its first unfinished step;
+finished steps are not run again. A run found `running` at pick-up was interrupted (its worker
+died); after `max_interruptions` of those it fails instead of taking more workers down with it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from pydantic import ValidationError as PydanticValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 
-from automateos_common.errors import NodeError, ValidationError, field_path
+from automateos_common.errors import ValidationError
 from automateos_common.jsonutil import utcnow
-from automateos_common.nodes.base import NodeContext, NodeResult
-from automateos_common.nodes.definition import Plan, PlannedNode, validate_definition, validated_config
+from automateos_common.lease import Leases
+from automateos_common.nodes.base import NodeContext
+from automateos_common.nodes.definition import Plan, validate_definition
 from automateos_common.nodes.registry import NodeRegistry
-from automateos_common.nodes.templates import TemplateError, resolve
 from automateos_common.runs import RunState, RunStatus, RunStore, StepState, StepStatus
 
 from .definitions import DefinitionSource
+from .driver import CANCELLED_MESSAGE, EngineConfig, RunDriver, Stop
 
 log = logging.getLogger(__name__)
+
+INTERRUPTIONS_FIELD = "interruptions"
+CONTROL_FIELD = "control"
+# After an unexpected error in the engine itself, look at the run again this much later.
+CRASH_RETRY_S = 5.0
 
 
 @dataclass
 class Runtime:
-    """What a run needs from its process: connections, the node registry, an HTTP client."""
+    """What a run needs from its process: connections, the node registry, an HTTP client, limits."""
 
     redis: Redis
     registry: NodeRegistry
     definitions: DefinitionSource
     http_client: Callable[[], httpx.Client]
+    config: EngineConfig = field(default_factory=EngineConfig)
 
 
-def node_input_from(node: PlannedNode, outputs: dict[str, Any]) -> Any:
-    """A node's input: its predecessor's output; with several, {predecessor id: output}."""
-    if not node.predecessors:
-        return None
-    if len(node.predecessors) == 1:
-        return outputs.get(node.predecessors[0])
-    return {p: outputs.get(p) for p in node.predecessors}
+class Heartbeat(threading.Thread):
+    """Renews the run's lease and reads its pending control request, every `interval` seconds."""
+
+    def __init__(self, redis: Redis, leases: Leases, run_id: str, token: str, lease_s: float,
+                 interval: float) -> None:
+        super().__init__(daemon=True, name=f"lease-{run_id}")
+        self.redis, self.leases, self.run_id, self.token = redis, leases, run_id, token
+        self.lease_s, self.interval = lease_s, interval
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+        self.control: str | None = None
+
+    def run(self) -> None:
+        key = RunStore.key(self.run_id)
+        while not self.stopped.wait(self.interval):
+            try:
+                if not self.leases.renew(self.run_id, self.token, self.lease_s):
+                    log.error("run %s: lease lost (another worker took the run over); stopping", self.run_id)
+                    self.lost.set()
+                    return
+                raw = self.redis.hget(key, CONTROL_FIELD)
+                self.control = raw.decode() if isinstance(raw, bytes) else None
+            except (RedisError, OSError) as exc:
+                log.warning("run %s: heartbeat failed (%s); retrying", self.run_id, exc)
+
+    def state(self) -> str | None:
+        return "lost" if self.lost.is_set() else self.control
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
 
 
 class Executor:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.cfg = runtime.config
         self.store = RunStore(runtime.redis)
+        self.leases = Leases(runtime.redis)
 
-    def _save(self, run: RunState, *, steps: list[StepState] | None = None, order: bool = False,
-              result: bool = False) -> None:
+    # ----------------------------------------------------------------- persistence
+
+    def _save(self, run: RunState, steps: list[StepState], *, order: bool = False, result: bool = False,
+              definition: bool = False, clear_control: bool = False) -> None:
         with self.rt.redis.pipeline(transaction=True) as pipe:
-            self.store.write(pipe, run, steps=steps, order=order, result=result)
+            self.store.write(pipe, run, steps=steps, order=order, result=result, definition=definition)
+            if clear_control:
+                pipe.hdel(self.store.key(run.id), CONTROL_FIELD)
             pipe.execute()
 
     def _fail_run(self, run: RunState, message: str) -> None:
         now = utcnow()
-        if run.status == RunStatus.QUEUED:
-            run.started_at = now
+        run.started_at = run.started_at or now
         run.set_status(RunStatus.FAILED)
         run.error_message = message
         run.completed_at = now
-        skipped = []
+        run.resume_at = None
+        closed = []
         for step in run.steps:
             if step.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                step.set_status(StepStatus.SKIPPED)
-                skipped.append(step)
-        self._save(run, steps=skipped, result=True)
+                step.set_status(StepStatus.SKIPPED if step.status == StepStatus.PENDING else StepStatus.CANCELLED)
+            elif step.status == StepStatus.WAITING:
+                step.set_status(StepStatus.CANCELLED)
+            else:
+                continue
+            closed.append(step)
+        self._save(run, closed, result=True)
+
+    # ----------------------------------------------------------------- pick-up
 
     def execute(self, execution_id: str) -> RunState | None:
-        run = self.store.load(execution_id)
-        if run is None:
-            log.warning("run %s not found in Redis; nothing to do", execution_id)
+        """Run (or continue) a run if nobody else holds it; returns its state when this call let go."""
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        run: RunState | None = None
+        for _ in range(3):  # a control request that arrived just as we let go is applied at once
+            if not self.leases.acquire(execution_id, token, self.cfg.lease_s):
+                log.info("run %s is held by another worker; nothing to do", execution_id)
+                return self.store.load(execution_id)
+            heartbeat = Heartbeat(self.rt.redis, self.leases, execution_id, token, self.cfg.lease_s,
+                                  self.cfg.heartbeat_s)
+            heartbeat.start()
+            due: float | None = None
+            try:
+                run = self.store.load(execution_id)
+                if run is not None:
+                    heartbeat.control = run.control
+                    resume_at = self._pick_up(run, heartbeat)
+                    due = resume_at.timestamp() if resume_at is not None else None
+            except Stop:
+                return run
+            except Exception:
+                due = time.time() + CRASH_RETRY_S  # the reaper brings it back; RQ records this failure
+                raise
+            finally:
+                heartbeat.stop()
+                if not heartbeat.lost.is_set():
+                    self.leases.release(execution_id, token, due_at=due)
+            if run is None or run.is_terminal or not self.rt.redis.hexists(self.store.key(run.id), CONTROL_FIELD):
+                return run
+        return run
+
+    def _pick_up(self, run: RunState, heartbeat: Heartbeat) -> Any:
+        """Returns when the run needs a worker again (a datetime) or None."""
+        if run.is_terminal or run.status == RunStatus.PAUSED:
             return None
-        if run.is_terminal:
-            return run  # a duplicate delivery of a finished run
-        entry = self.rt.definitions.get(run.workflow_id)
-        if entry is None:
-            self._fail_run(run, "the workflow no longer exists")
-            return run
+        if run.status == RunStatus.WAITING and run.control is None and run.resume_at is not None \
+                and (run.resume_at - utcnow()).total_seconds() > self.cfg.delay_inline_max_s:
+            return run.resume_at  # woken early (a duplicate job): keep waiting
+        if run.status == RunStatus.RUNNING:
+            interruptions = int(self.rt.redis.hincrby(self.store.key(run.id), INTERRUPTIONS_FIELD, 1))
+            log.warning("run %s was interrupted (its worker stopped mid-run); continuing it (%d)", run.id,
+                        interruptions)
+            if interruptions > self.cfg.max_interruptions:
+                self._fail_run(run, f"the run was interrupted {interruptions - 1} times (its worker crashed or "
+                                    "was killed while running it); giving up")
+                return None
+
+        pinned = run.definition is not None
+        if not pinned:
+            entry = self.rt.definitions.get(run.workflow_id)
+            if entry is None:
+                if run.control == "cancel":
+                    return self._cancel_before_start(run)
+                self._fail_run(run, "the workflow no longer exists")
+                return None
+            run.definition = entry.definition
+            run.workflow_version = entry.version
+        assert run.definition is not None
         try:
-            plan = validate_definition(entry.definition, self.rt.registry)
+            plan: Plan = validate_definition(run.definition, self.rt.registry)
         except ValidationError as exc:
             d = exc.details or {}
             self._fail_run(run, f"the workflow definition is invalid: {d.get('field')}: {d.get('issue')}")
-            return run
+            return None
 
-        resumed = run.status == RunStatus.RUNNING
-        run.set_status(RunStatus.RUNNING)
-        if not resumed or not run.steps:
-            run.started_at = run.started_at or utcnow()
-            run.workflow_version = entry.version
-            run.steps = [StepState(node_id=n.id, type=n.type, position=i) for i, n in enumerate(plan.nodes)]
-            self._save(run, steps=run.steps, order=True)
-        else:
-            log.info("resuming run %s", run.id)
-        self._run_plan(run, plan)
-        return run
+        if run.control == "cancel" and run.status == RunStatus.QUEUED:
+            return self._cancel_before_start(run)
+        if run.status != RunStatus.RUNNING:
+            run.set_status(RunStatus.RUNNING)
+        run.started_at = run.started_at or utcnow()
+        run.resume_at = None
 
-    def _run_plan(self, run: RunState, plan: Plan) -> None:
-        steps = {s.node_id: s for s in run.steps}
-        outputs: dict[str, Any] = {}
-        last_output: Any = None
-        halted = False  # a filter stopped the run, or a node failed
-        failure: str | None = None
-        for node in plan.nodes:
-            step = steps[node.id]
-            if step.status == StepStatus.SUCCESS:
-                outputs[node.id] = last_output = step.output
-                continue
-            if step.status in (StepStatus.SKIPPED, StepStatus.FAILED):
-                halted = True
-                continue
-            if halted:
-                step.set_status(StepStatus.SKIPPED)
-                self._save(run, steps=[step])
-                continue
-            result, error = self._run_step(run, node, step, outputs)
-            if error is not None:
-                failure = f"node '{node.id}' failed: {error}"
-                halted = True
-            else:
-                assert result is not None
-                outputs[node.id] = last_output = result.output
-                halted = result.stop
+        def save(steps: list[StepState], *, order: bool = False, result: bool = False,
+                 clear_control: bool = False) -> None:
+            if heartbeat.lost.is_set():
+                raise Stop
+            self._save(run, steps, order=order, result=result, clear_control=clear_control)
+
+        def node_context(**kwargs: Any) -> NodeContext:
+            return NodeContext(execution_id=run.id, workflow_id=run.workflow_id, trigger=run.trigger_data,
+                               http_client=self.rt.http_client, **kwargs)
+
+        driver = RunDriver(run=run, plan=plan, config=self.cfg, save=save, node_context=node_context,
+                           control=heartbeat.state)
+        added = driver.prepare()
+        self._save(run, run.steps if added else [], order=added, definition=not pinned)
+        return driver.drive()
+
+    def _cancel_before_start(self, run: RunState) -> None:
         now = utcnow()
+        run.set_status(RunStatus.CANCELLED)
+        run.error_message = CANCELLED_MESSAGE
+        run.started_at = run.started_at or now
         run.completed_at = now
-        run.result = last_output
-        if failure is not None:
-            run.set_status(RunStatus.FAILED)
-            run.error_message = failure
-        else:
-            run.set_status(RunStatus.SUCCESS)
-        self._save(run, result=True)
-
-    def _run_step(self, run: RunState, node: PlannedNode, step: StepState,
-                  outputs: dict[str, Any]) -> tuple[NodeResult | None, str | None]:
-        node_input = node_input_from(node, outputs)
-        step.set_status(StepStatus.RUNNING)
-        step.attempts += 1
-        step.started_at = utcnow()
-        step.input = node_input
-        step.error = None
-        step.note = None
-        self._save(run, steps=[step])
-
-        scope = {**outputs, "trigger": run.trigger_data, "input": node_input}
-        ctx = NodeContext(execution_id=run.id, workflow_id=run.workflow_id, node_id=node.id,
-                          trigger=run.trigger_data, scope=scope, outputs=outputs, attempt=step.attempts,
-                          http_client=self.rt.http_client)
-        result: NodeResult | None = None
-        error: str | None = None
-        try:
-            raw = {k: (v if k in node.cls.raw_fields else resolve(v, scope)) for k, v in node.config.items()}
-            config = validated_config(node.cls, raw, resolved=True)
-            out = node.cls().run(ctx, config, node_input)
-            result = out if isinstance(out, NodeResult) else NodeResult(output=out)
-        except NodeError as exc:
-            error = exc.message
-        except TemplateError as exc:
-            error = str(exc)
-        except PydanticValidationError as exc:
-            e = exc.errors()[0]
-            error = f"config.{field_path(tuple(e['loc']))}: {e['msg']} (after resolving references)"
-        except Exception as exc:
-            # A bug in a node must not kill the run record; details go to the log, not to history.
-            log.exception("node %s (%s) raised", node.id, node.type)
-            error = f"internal error in node type '{node.type}' ({type(exc).__name__})"
-
-        step.completed_at = utcnow()
-        if error is not None:
-            step.set_status(StepStatus.FAILED)
-            step.error = error
-        else:
-            assert result is not None
-            step.set_status(StepStatus.SUCCESS)
-            step.output = result.output
-            step.note = result.note
-        self._save(run, steps=[step])
-        return result, error
+        self._save(run, [], clear_control=True)
+        return None

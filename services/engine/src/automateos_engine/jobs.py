@@ -29,6 +29,7 @@ def build_runtime(redis: Redis) -> Runtime:
         registry=default_registry(),
         definitions=DefinitionSource(redis, settings.workflows_url, settings.internal_secret()),
         http_client=lambda: _http_client(os.getpid()),
+        config=settings.engine_config(),
     )
 
 

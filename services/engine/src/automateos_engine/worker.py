@@ -13,6 +13,7 @@ from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import make_queue
 
 from . import jobs
+from .reaper import Reaper
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -30,4 +31,10 @@ def run_worker(*, burst: bool = False) -> bool:
     worker = worker_cls([queue], connection=redis, serializer=JSONSerializer)
     log.info("engine worker %s on queue %s, node types: %s", worker.name, settings.queue_name,
              ", ".join(registry.types()))
-    return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    reaper = Reaper(settings.redis_url, settings.queue_name, interval_s=settings.reaper_interval_s())
+    if not burst:
+        reaper.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    finally:
+        reaper.stop()

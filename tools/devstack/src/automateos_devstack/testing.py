@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,7 +114,9 @@ def pg_database(postgres_server: Server) -> Iterator[str]:
 
 
 class EchoServer:
-    """A local HTTP target for http_request nodes: answers JSON describing what it received."""
+    """A local HTTP target for http_request nodes: answers JSON describing what it received.
+
+    `/status/<code>/...` answers with that status; `/sleep/<seconds>/...` answers after that long."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -128,11 +131,15 @@ class EchoServer:
                     body: Any = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode(errors="replace")
-                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()), "body": body}
+                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()), "body": body,
+                        "at": time.monotonic()}
                 echo.requests.append(seen)
                 status = 200
+                parts = self.path.split("/")
                 if self.path.startswith("/status/"):
-                    status = int(self.path.split("/")[2])
+                    status = int(parts[2])
+                elif self.path.startswith("/sleep/"):  # /sleep/<seconds>/...: a slow API
+                    time.sleep(float(parts[2]))
                 out = json.dumps({"echo": body, "method": self.command, "path": self.path}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

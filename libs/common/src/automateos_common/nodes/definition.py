@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ValidationError, field_path
@@ -47,6 +47,12 @@ class RetryPolicy(_Strict):
         default_factory=lambda: list(TRANSIENT_ERRORS),
         description="Errors worth another attempt; `error` is any failure.",
     )
+
+    @model_validator(mode="after")
+    def _initial_within_max(self) -> RetryPolicy:
+        if self.initial_s > self.max_s:
+            raise ValueError(f"initial_s ({self.initial_s:g}) is longer than max_s ({self.max_s:g})")
+        return self
 
 
 class RunSettings(_Strict):
@@ -194,7 +200,7 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
         for node in nodes:
             if node.cls.output_names(node.config) is not None:
                 errors.add(f"{prefix}.nodes[{node.index}]",
-                           f"a '{node.type}' node has named outputs: use connections that name them")
+                           f"'{node.type}' nodes have named outputs: use connections that name them")
         ordered = nodes
     else:
         ordered = _plan_graph(raw_conns, nodes, trigger, errors, prefix)
@@ -240,7 +246,7 @@ def _plan_graph(raw_conns: Any, nodes: list[PlannedNode], trigger: PlannedNode, 
         return nodes
     by_id = {n.id: n for n in nodes}
     succ: dict[str, list[str]] = {n.id: [] for n in nodes}
-    seen_edges: set[tuple[str, str]] = set()
+    seen_edges: set[tuple[str, str, str | None]] = set()
     for i, conn in enumerate(raw_conns):
         cw = f"{where}[{i}]"
         if not isinstance(conn, dict):
@@ -259,29 +265,32 @@ def _plan_graph(raw_conns: Any, nodes: list[PlannedNode], trigger: PlannedNode, 
         assert isinstance(src, str) and isinstance(dst, str)
         names = by_id[src].cls.output_names(by_id[src].config)
         if names is None and output is not None:
-            errors.add(f"{cw}.output", f"a '{by_id[src].type}' node has a single output; leave 'output' out")
+            errors.add(f"{cw}.output", f"'{by_id[src].type}' nodes have a single output; leave 'output' out")
             continue
         if names is not None and output not in names:
             errors.add(f"{cw}.output", f"must name an output of '{src}': {', '.join(names)}")
             continue
         if src == dst:
             errors.add(cw, "a node cannot connect to itself")
-        elif (src, dst) in seen_edges:
-            errors.add(cw, f"duplicate connection {src} -> {dst}")
+        elif (src, dst, output) in seen_edges:
+            where_from = f"{src}.{output}" if output else src
+            errors.add(cw, f"duplicate connection {where_from} -> {dst}")
         elif by_id[dst] is trigger:
             errors.add(f"{cw}.to", "the trigger cannot have inbound connections")
         else:
-            seen_edges.add((src, dst))
+            # Two outputs of one node may lead to the same node (two switch cases, one handler).
+            seen_edges.add((src, dst, output))
             succ[src].append(dst)
             edge = Edge(src, dst, output)
-            by_id[dst].predecessors.append(src)
+            if src not in by_id[dst].predecessors:
+                by_id[dst].predecessors.append(src)
             by_id[dst].inbound.append(edge)
             by_id[src].outbound.append(edge)
     if errors.items:
         return nodes
 
     # Kahn's algorithm; ties broken by list position so the order is stable and readable.
-    indeg = {n.id: len(n.predecessors) for n in nodes}
+    indeg = {n.id: len(n.inbound) for n in nodes}
     heap = [(n.index, n.id) for n in nodes if indeg[n.id] == 0]
     heapq.heapify(heap)
     ordered: list[PlannedNode] = []
@@ -362,7 +371,10 @@ def _plan_loops(ordered: list[PlannedNode], errors: _Errors, prefix: str) -> Non
                 errors.add(where, f"loop '{nid}' is inside the body of loop '{loop.id}'; nested loops are not "
                                   "supported (run the inner loop in a workflow of its own)")
             for e in node.inbound:
-                if e.src not in body and not (e.src == loop.id and e.output == out):
+                if e.src == loop.id and e.output != out:
+                    errors.add(where, f"node '{nid}' is in the body of loop '{loop.id}' (it follows its "
+                                      f"'{out}' output) and cannot also follow its '{e.output}' output")
+                elif e.src not in body and e.src != loop.id:
                     errors.add(where, f"node '{nid}' is in the body of loop '{loop.id}' (it follows its "
                                       f"'{out}' output) and cannot also have an input from '{e.src}'")
             node.loop = loop.id

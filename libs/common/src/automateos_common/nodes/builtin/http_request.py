@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Literal
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Annotated, Any, Literal
 
 import httpx
 import orjson
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, StringConstraints
 
 from ...errors import NodeExecutionError
+from ...jsonutil import utcnow
 from ..base import Node, NodeConfig, NodeContext, Templated, Text
 from ..egress import EgressDenied
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 USER_AGENT = "AutomateOS/0.1 (+http_request node)"
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "html")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
 
 class HttpRequestConfig(NodeConfig):
@@ -30,7 +35,17 @@ class HttpRequestConfig(NodeConfig):
     )
     timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds for the whole request.")
     follow_redirects: bool = True
-    fail_on_status: bool = Field(default=False, description="Fail the step on a 4xx/5xx answer.")
+    fail_on_status: bool = Field(
+        default=False,
+        description="Fail the step on a 4xx/5xx answer. Without it, a 5xx or 429 still fails the step when the "
+                    "node's retry policy retries that kind of error (so that it is tried again).",
+    )
+    idempotency_key: bool | HeaderName = Field(
+        default=False,
+        description="Send a key that is the same on every attempt of this step (retries, recovery after a "
+                    "crash), so the API can drop duplicates: true sends it as 'Idempotency-Key', a string names "
+                    "the header instead. A header configured under that name wins.",
+    )
 
 
 def _encode_body(config: HttpRequestConfig, headers: dict[str, str]) -> dict[str, Any]:
@@ -66,6 +81,42 @@ def _decode_body(resp: httpx.Response, raw: bytes) -> Any:
     return {"encoding": "base64", "content_type": ctype, "data": base64.b64encode(raw).decode()}
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3); None if unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, by the RFC 5322 convention the parser follows
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def _status_error(ctx: NodeContext, config: HttpRequestConfig, url: str,
+                  resp: httpx.Response) -> NodeExecutionError | None:
+    """The error a status fails the step with, or None when the answer is the step's output."""
+    status = resp.status_code
+    message = f"{config.method} {url} answered {status}"
+    if status == 429 or status >= 500:
+        kind = "429" if status == 429 else "5xx"
+        if config.fail_on_status or kind in ctx.retry_on:
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            return NodeExecutionError(message, kind=kind, retry_after=retry_after)
+        return None
+    if config.fail_on_status and status >= 400:
+        return NodeExecutionError(message)
+    return None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3g}s" if value < 1 else f"{value:g}s"
+
+
 class HttpRequestNode(Node):
     type = "http_request"
     title = "HTTP request"
@@ -77,15 +128,21 @@ class HttpRequestNode(Node):
         # Header names are case-insensitive: a configured "user-agent" replaces ours, not joins it.
         if not any(k.lower() == "user-agent" for k in headers):
             headers["User-Agent"] = USER_AGENT
+        if config.idempotency_key:
+            name = IDEMPOTENCY_HEADER if config.idempotency_key is True else config.idempotency_key
+            if not any(k.lower() == name.lower() for k in headers):
+                headers[name] = ctx.idempotency_key
         kwargs = _encode_body(config, headers)
         url = str(config.url)
         # Merged into the URL's own query: httpx's `params=` replaces it (https://x/?page=2 lost page=2).
         target = httpx.URL(url).copy_merge_params(config.query) if config.query else url
+        # The node's own timeout (ctx.deadline), when shorter, bounds the request too.
+        timeout = ctx.remaining(config.timeout)
         # httpx's timeout bounds each connect/read; this bounds the whole body (a slow drip holds a worker).
-        deadline = time.monotonic() + config.timeout
+        deadline = time.monotonic() + timeout
         try:
             with ctx.http().stream(
-                config.method, target, headers=headers, timeout=config.timeout,
+                config.method, target, headers=headers, timeout=timeout,
                 follow_redirects=config.follow_redirects, **kwargs,
             ) as resp:
                 chunks, size = [], 0
@@ -100,16 +157,16 @@ class HttpRequestNode(Node):
         except EgressDenied as exc:
             raise NodeExecutionError(str(exc)) from None
         except httpx.TimeoutException:
-            raise NodeExecutionError(f"{config.method} {url} timed out after {config.timeout:g}s",
-                                     retryable=True) from None
+            raise NodeExecutionError(f"{config.method} {url} timed out after {_seconds(timeout)}",
+                                     kind="timeout") from None
         except httpx.TooManyRedirects:
             raise NodeExecutionError(f"{config.method} {url}: too many redirects") from None
         except httpx.TransportError as exc:
             raise NodeExecutionError(f"{config.method} {url} failed: {type(exc).__name__}: {exc}",
-                                     retryable=True) from None
-        if config.fail_on_status and resp.status_code >= 400:
-            raise NodeExecutionError(f"{config.method} {url} answered {resp.status_code}",
-                                     retryable=resp.status_code >= 500 or resp.status_code == 429)
+                                     kind="connection_error") from None
+        error = _status_error(ctx, config, url, resp)
+        if error is not None:
+            raise error
         out_headers: dict[str, str] = {}
         for k, v in resp.headers.multi_items():
             out_headers[k] = f"{out_headers[k]}, {v}" if k in out_headers else v

@@ -1,0 +1,47 @@
+"""`if`: evaluate a condition and take the `true` or the `false` output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ...errors import NodeExecutionError
+from ..base import Node, NodeConfig, NodeContext, NodeResult
+from ..conditions import ConditionError, compile_condition
+
+OUTPUTS = ("true", "false")
+
+
+class IfConfig(NodeConfig):
+    condition: str = Field(min_length=1, description="CEL expression; {{...}} references are bound as values.")
+
+
+class IfNode(Node):
+    type = "if"
+    title = "If"
+    description = ("Evaluates a condition and continues on its 'true' or 'false' output; the nodes only the "
+                   "other output leads to are skipped. The data passes through unchanged.")
+    Config = IfConfig
+    raw_fields = frozenset({"condition"})
+
+    @classmethod
+    def output_names(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        return OUTPUTS
+
+    def check(self, config: IfConfig) -> list[tuple[str, str]]:  # type: ignore[override]
+        try:
+            compile_condition(config.condition)
+        except ConditionError as exc:
+            return [("condition", str(exc))]
+        return []
+
+    def run(self, ctx: NodeContext, config: IfConfig, input: Any) -> NodeResult:
+        try:
+            value = compile_condition(config.condition).evaluate(ctx.scope, ctx.outputs)
+        except ConditionError as exc:
+            raise NodeExecutionError(str(exc)) from None
+        if not isinstance(value, bool):
+            raise NodeExecutionError(f"condition must be true or false, got {type(value).__name__}: {value!r:.100}")
+        branch = "true" if value else "false"
+        return NodeResult(output=input, branch=branch, note=f"condition {branch}")
