@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from automateos_common.control import CANCELLED_MESSAGE
 from automateos_common.errors import NodeError, NodeExecutionError, field_path
 from automateos_common.jsonutil import isoformat, utcnow
 from automateos_common.nodes.base import NodeContext, NodeResult
@@ -42,7 +43,6 @@ from .retry import Failure, next_wait
 log = logging.getLogger(__name__)
 
 Frame = tuple[str, int] | None  # (loop id, item index) inside a loop's body; None at the top level
-CANCELLED_MESSAGE = "cancelled by its owner"
 
 
 @dataclass

@@ -24,6 +24,7 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
+from automateos_common.control import CANCELLED_MESSAGE
 from automateos_common.errors import ValidationError
 from automateos_common.jsonutil import utcnow
 from automateos_common.lease import Leases
@@ -33,7 +34,7 @@ from automateos_common.nodes.registry import NodeRegistry
 from automateos_common.runs import RunState, RunStatus, RunStore, StepState, StepStatus
 
 from .definitions import DefinitionSource
-from .driver import CANCELLED_MESSAGE, EngineConfig, RunDriver, Stop
+from .driver import EngineConfig, RunDriver, Stop
 
 log = logging.getLogger(__name__)
 

@@ -175,3 +175,23 @@ def test_a_hundred_delayed_runs_park_on_one_worker_and_all_finish(redis_client, 
         assert steps["wait"].status == StepStatus.SUCCESS
         assert (steps["wait"].completed_at - steps["wait"].started_at).total_seconds() >= delay_s
         assert steps["after"].output == {"n": i}
+
+
+def test_a_parked_run_continues_after_every_worker_was_restarted(redis_client, workers):
+    publish(redis_client, {"nodes": [
+        {"id": "t", "type": "webhook"},
+        {"id": "wait", "type": "delay", "config": {"seconds": 3}},
+        {"id": "after", "type": "transform", "config": {"value": "{{trigger.payload.n}}"}},
+    ]})
+    pool = workers()
+    first = pool.start()
+    queued = queue_run(redis_client, {"n": 7})
+    wait_for(lambda: load(redis_client, queued.id).status == RunStatus.WAITING, 30, "the run to park")
+    pool.kill(first)  # no worker at all while the delay runs out
+    time.sleep(3.5)
+    assert load(redis_client, queued.id).status == RunStatus.WAITING
+
+    pool.start()
+    done = wait_for(lambda: (r := load(redis_client, queued.id)).is_terminal and r, 15, "the run to finish")
+    assert done.status == RunStatus.SUCCESS
+    assert {s.key: s for s in done.steps}["after"].output == 7

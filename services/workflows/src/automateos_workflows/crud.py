@@ -79,20 +79,28 @@ def list_runs(*, session: Session, owner_id: int, workflow_id: int, limit: int,
 
 
 def get_run(*, session: Session, owner_id: int, run_id: str) -> RunState | None:
+    """The run as recorded (values cut for history), steps in execution order; None if not the caller's."""
     ex = session.get(Execution, run_id)
     if ex is None or ex.owner_id != owner_id:
         return None
     steps = session.exec(
-        select(ExecutionStep).where(ExecutionStep.execution_id == run_id).order_by(col(ExecutionStep.position))
+        select(ExecutionStep).where(ExecutionStep.execution_id == run_id)
+        .order_by(col(ExecutionStep.position), col(ExecutionStep.key))
     ).all()
     return RunState(
         id=ex.id, workflow_id=ex.workflow_id, owner_id=ex.owner_id, trigger=ex.trigger,
-        status=RunStatus(ex.status), payload=ex.payload, result=ex.result, error_message=ex.error_message,
+        status=RunStatus(ex.status), payload=ex.payload,
+        # Rows recorded before the whole trigger was kept have its payload only.
+        trigger_data=ex.trigger_data if ex.trigger_data is not None else {"payload": ex.payload},
+        result=ex.result, error_message=ex.error_message,
         created_at=ex.created_at, started_at=ex.started_at, completed_at=ex.completed_at,
-        workflow_version=ex.workflow_version, rev=ex.rev,
+        workflow_version=ex.workflow_version, rev=ex.rev, resume_at=ex.resume_at, replay_of=ex.replay_of,
         steps=[StepState(node_id=s.node_id, type=s.type, position=s.position, status=StepStatus(s.status),
                          input=s.input, output=s.output, error=s.error, attempts=s.attempts,
-                         started_at=s.started_at, completed_at=s.completed_at, note=s.note) for s in steps],
+                         started_at=s.started_at, completed_at=s.completed_at, note=s.note,
+                         iteration=s.iteration, loop=s.loop, branch=s.branch, resume_at=s.resume_at,
+                         attempt_log=s.attempt_log or [], error_kind=s.error_kind, stopped=s.stopped)
+               for s in steps],
     )
 
 

@@ -15,6 +15,7 @@ from automateos_common.app import check_db, check_redis, create_service_app
 from automateos_common.auth import JWKS_PATH, JWKSCache, TokenVerifier
 from automateos_common.db import make_engine, run_migrations
 from automateos_common.nodes.registry import default_registry
+from automateos_common.queue import make_queue
 
 from .api.routes import internal, logs, node_types, workflows
 from .publisher import Publisher
@@ -35,6 +36,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
                                health_check_interval=30)
         app.state.engine = engine
         app.state.redis = redis
+        app.state.queue = make_queue(redis, settings.queue_name)  # replays and resumes put jobs here
         app.state.registry = default_registry()
         app.state.internal_secret = settings.internal_secret()
         app.state.token_verifier = TokenVerifier(
@@ -50,7 +52,8 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
             # The recorder blocks on XREADGROUP; give it its own connection without a read timeout.
             rec_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
             recorder = Recorder(engine, rec_redis, batch=settings.recorder_batch,
-                                finished_ttl_s=settings.finished_run_ttl_s)
+                                finished_ttl_s=settings.finished_run_ttl_s,
+                                value_limit=settings.step_output_max_bytes)
             threads.append(threading.Thread(target=recorder.run_forever, args=(stop,), name="recorder", daemon=True))
         for t in threads:
             t.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Index, String, Text, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -56,6 +56,11 @@ class Execution(SQLModel, table=True):
     duration_ms: int | None = None
     # Version of the Redis state this row was written from; older writes never overwrite newer.
     rev: int = Field(default=0)
+    resume_at: datetime | None = _ts()
+    replay_of: str | None = Field(default=None, sa_column=Column(String(36), nullable=True, index=True))
+    # The whole trigger {payload, headers, query, method}: what a replay starts from. Null on rows
+    # recorded before it was kept (a replay then has the payload only).
+    trigger_data: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
 
 
 class ExecutionStep(SQLModel, table=True):
@@ -64,10 +69,13 @@ class ExecutionStep(SQLModel, table=True):
     execution_id: str = Field(
         sa_column=Column(String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
     )
-    node_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    # StepState.key: the node id, or `node[i]` for iteration i of a loop's body (64 + "[999999]" fits).
+    key: str = Field(sa_column=Column(String(96), primary_key=True))
+    node_id: str = Field(sa_column=Column(String(64), nullable=False))
     position: int
     type: str = Field(max_length=64)
     status: str = Field(max_length=16)
+    # input/output as history shows them: cut to a marker above AUTOMATEOS_STEP_OUTPUT_MAX_BYTES.
     input: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
     output: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -75,6 +83,13 @@ class ExecutionStep(SQLModel, table=True):
     attempts: int = Field(default=0)
     started_at: datetime | None = _ts()
     completed_at: datetime | None = _ts()
+    iteration: int | None = None
+    loop: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    branch: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    resume_at: datetime | None = _ts()
+    attempt_log: Any = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    error_kind: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    stopped: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).

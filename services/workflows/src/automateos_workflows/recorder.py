@@ -23,13 +23,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from automateos_common.runs import EVENTS_STREAM, RunState, RunStore
+from automateos_common.runs import EVENTS_STREAM, RunState, RunStore, history_value
+from automateos_common.settings import CommonSettings
 
 from .models import Execution, ExecutionStep, Workflow
 
 log = logging.getLogger(__name__)
 GROUP = "recorder"
 CLAIM_IDLE_MS = 60_000
+DEFAULT_VALUE_LIMIT: int = CommonSettings.model_fields["step_output_max_bytes"].default
 
 
 def _insert(engine: Engine, table: Table) -> Any:
@@ -37,41 +39,51 @@ def _insert(engine: Engine, table: Table) -> Any:
     return dialect.insert(table)
 
 
-def _run_row(run: RunState) -> dict[str, Any]:
+def _run_row(run: RunState, limit: int) -> dict[str, Any]:
     return {
         "id": run.id, "workflow_id": run.workflow_id, "owner_id": run.owner_id, "status": run.status.value,
-        "trigger": run.trigger, "payload": run.payload, "result": run.result, "error_message": run.error_message,
-        "workflow_version": run.workflow_version, "created_at": run.created_at, "started_at": run.started_at,
-        "completed_at": run.completed_at, "duration_ms": run.duration_ms, "rev": run.rev,
+        "trigger": run.trigger, "payload": run.payload, "result": history_value(run.result, limit),
+        "error_message": run.error_message, "workflow_version": run.workflow_version, "created_at": run.created_at,
+        "started_at": run.started_at, "completed_at": run.completed_at, "duration_ms": run.duration_ms,
+        "rev": run.rev, "resume_at": run.resume_at, "replay_of": run.replay_of,
+        "trigger_data": run.trigger_data,  # whole, not cut: a replay starts from it
     }
 
 
-def _step_rows(run: RunState) -> list[dict[str, Any]]:
+def _step_rows(run: RunState, limit: int) -> list[dict[str, Any]]:
     return [{
-        "execution_id": run.id, "node_id": s.node_id, "position": s.position, "type": s.type,
-        "status": s.status.value, "input": s.input, "output": s.output, "error": s.error, "note": s.note,
-        "attempts": s.attempts, "started_at": s.started_at, "completed_at": s.completed_at,
+        "execution_id": run.id, "key": s.key, "node_id": s.node_id, "position": s.position, "type": s.type,
+        "status": s.status.value, "input": history_value(s.input, limit), "output": history_value(s.output, limit),
+        "error": s.error, "note": s.note, "attempts": s.attempts, "started_at": s.started_at,
+        "completed_at": s.completed_at, "iteration": s.iteration, "loop": s.loop, "branch": s.branch,
+        "resume_at": s.resume_at, "attempt_log": s.attempt_log or None, "error_kind": s.error_kind,
+        "stopped": s.stopped,
     } for s in run.steps]
 
 
-def upsert_runs(session: Session, engine: Engine, runs: list[RunState]) -> list[str]:
-    """Write runs and their steps; returns the ids whose row was written (newer rev)."""
+def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
+                limit: int = DEFAULT_VALUE_LIMIT) -> list[str]:
+    """Write runs and their steps; returns the ids whose row was written (newer rev).
+
+    Step input/output and the run's result are stored as history shows them: cut to a marker
+    above `limit` bytes (Redis keeps every byte while the run lives).
+    """
     if not runs:
         return []
     ex_table: Table = Execution.__table__  # type: ignore[attr-defined]
     st_table: Table = ExecutionStep.__table__  # type: ignore[attr-defined]
-    stmt = _insert(engine, ex_table).values([_run_row(r) for r in runs])
+    stmt = _insert(engine, ex_table).values([_run_row(r, limit) for r in runs])
     updatable = [c.name for c in ex_table.columns if c.name not in ("id", "workflow_id", "owner_id", "created_at")]
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"], set_={c: stmt.excluded[c] for c in updatable},
         where=ex_table.c.rev < stmt.excluded.rev,
     ).returning(ex_table.c.id)
     written = set(session.execute(stmt).scalars().all())
-    step_rows = [row for r in runs if r.id in written for row in _step_rows(r)]
+    step_rows = [row for r in runs if r.id in written for row in _step_rows(r, limit)]
     if step_rows:
         sstmt = _insert(engine, st_table).values(step_rows)
-        scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "node_id")]
-        sstmt = sstmt.on_conflict_do_update(index_elements=["execution_id", "node_id"],
+        scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "key")]
+        sstmt = sstmt.on_conflict_do_update(index_elements=["execution_id", "key"],
                                             set_={c: sstmt.excluded[c] for c in scols})
         session.execute(sstmt)
     return [r.id for r in runs if r.id in written]
@@ -79,8 +91,10 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState]) -> list[
 
 class Recorder:
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
-                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
+                 consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS,
+                 value_limit: int = DEFAULT_VALUE_LIMIT) -> None:
         self.engine = engine
+        self.value_limit = value_limit  # AUTOMATEOS_STEP_OUTPUT_MAX_BYTES
         self.redis = redis
         self.store = RunStore(redis)
         self.batch = batch
@@ -106,7 +120,7 @@ class Recorder:
                 col(Workflow.id).in_({r.workflow_id for r in runs}))).all()) if runs else set()
             runs = [r for r in runs if r.workflow_id in known]  # the workflow was deleted: nothing to keep
             try:
-                upsert_runs(session, self.engine, runs)
+                upsert_runs(session, self.engine, runs, limit=self.value_limit)
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -126,7 +140,7 @@ class Recorder:
         for run in runs:
             with Session(self.engine) as session:
                 try:
-                    upsert_runs(session, self.engine, [run])
+                    upsert_runs(session, self.engine, [run], limit=self.value_limit)
                     session.commit()
                 except IntegrityError:
                     session.rollback()

@@ -56,8 +56,8 @@ class WorkflowsPublic(BaseModel):
     total: int
 
 
-RunStatusLiteral = Literal["queued", "running", "success", "failed", "cancelled"]
-StepStatusLiteral = Literal["pending", "running", "success", "failed", "skipped"]
+RunStatusLiteral = Literal["queued", "running", "waiting", "paused", "success", "failed", "cancelled"]
+StepStatusLiteral = Literal["pending", "running", "waiting", "success", "failed", "skipped", "cancelled"]
 
 
 class RunSummary(_Timestamps):
@@ -70,6 +70,8 @@ class RunSummary(_Timestamps):
     started_at: datetime | None
     completed_at: datetime | None
     duration_ms: int | None
+    resume_at: datetime | None = None
+    replay_of: str | None = None
 
 
 class RunsPublic(BaseModel):
@@ -88,6 +90,13 @@ class StepPublic(BaseModel):
     started_at: str | None
     completed_at: str | None
     note: str | None = None
+    iteration: int | None = Field(default=None, description="Which item of its loop this step ran for.")
+    loop: str | None = Field(default=None, description="The loop whose body this step belongs to.")
+    branch: str | None = Field(default=None, description="The named output the node took.")
+    resume_at: str | None = Field(default=None, description="While waiting: when the step continues.")
+    attempt_log: list[dict[str, Any]] = Field(default_factory=list, description="One entry per attempt.")
+    error_kind: str | None = Field(default=None, description="timeout | connection_error | 5xx | 429 | error")
+    stopped: bool = Field(default=False, description="The node stopped its path: nothing after it runs.")
 
 
 class RunPublic(BaseModel):
@@ -103,7 +112,27 @@ class RunPublic(BaseModel):
     completed_at: str | None
     duration_ms: int | None
     workflow_version: int | None
+    resume_at: str | None = Field(default=None, description="While waiting (or paused out of a wait): "
+                                                            "when the run continues.")
+    replay_of: str | None = Field(default=None, description="The execution this one replays.")
+    pending_action: Literal["cancel", "pause"] | None = Field(
+        default=None, description="A cancel or pause asked for while a worker holds the run; it applies it "
+                                  "between steps.")
     steps: list[StepPublic]
+
+
+class ReplayRequest(BaseModel):
+    """POST /api/v1/logs/{id}/replay: `failed` reuses what succeeded before the failure; `start` reruns all."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Literal["failed", "start"] = Field(default="failed", alias="from")
+
+
+class ReplayAccepted(BaseModel):
+    execution_id: str
+    status: Literal["queued"]
+    replay_of: str
 
 
 class NodeTypePublic(BaseModel):

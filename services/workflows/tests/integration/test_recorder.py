@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from services.workflows.tests.factories import make_workflow
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from automateos_common.jsonutil import utcnow
 from automateos_common.queue import accept_run, make_queue
-from automateos_common.runs import EVENTS_STREAM, RunStatus, RunStore, StepState, StepStatus
+from automateos_common.runs import EVENTS_STREAM, RunStatus, RunStore, StepState, StepStatus, is_truncated
 from automateos_workflows import crud
 from automateos_workflows.models import Execution, ExecutionStep
 from automateos_workflows.recorder import GROUP, Recorder
@@ -113,3 +115,76 @@ def test_entries_read_by_a_crashed_recorder_are_taken_over(db_engine, redis_clie
     with Session(db_engine) as s:
         assert s.get(Execution, run.id) is not None
     assert redis_client.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
+
+
+def test_new_fields_are_recorded_and_big_values_cut_in_the_database_only(db_engine, redis_client):
+    wf = make_workflow(db_engine)
+    rec = Recorder(db_engine, redis_client, value_limit=1024)
+    rec.ensure_group()
+    big = {"rows": list(range(1000))}
+    later = utcnow() + timedelta(minutes=3)
+    store = RunStore(redis_client)
+    run = queue(redis_client, wf, {"k": "v"})
+    run = store.load(run.id)
+    run.set_status(RunStatus.RUNNING)
+    run.set_status(RunStatus.WAITING)
+    run.started_at, run.resume_at, run.replay_of, run.result = utcnow(), later, "run-before", big
+    t = StepState(node_id="t", type="webhook", position=0, status=StepStatus.SUCCESS, output=big, attempts=1)
+    loop = StepState(node_id="l", type="loop", position=1, status=StepStatus.RUNNING, input=big, attempts=1)
+    items = [StepState(node_id="each", type="http_request", position=2 + i, status=StepStatus.SUCCESS,
+                       iteration=i, loop="l", branch="true", output={"i": i}, attempts=2, error_kind="5xx",
+                       attempt_log=[{"attempt": 1, "error": "answered 503", "retry_in_s": 1.5},
+                                    {"attempt": 2, "error": None, "retry_in_s": None}]) for i in range(2)]
+    wait = StepState(node_id="w", type="delay", position=4, status=StepStatus.WAITING, resume_at=later, attempts=1,
+                     stopped=True)
+    run.steps = [t, loop, *items, wait]
+    with redis_client.pipeline() as pipe:
+        store.write(pipe, run, steps=run.steps, order=True, result=True)
+        pipe.execute()
+
+    assert rec.step(block_ms=10) == 1
+
+    live = store.load(run.id)
+    assert live.steps[0].output == big and live.result == big  # Redis keeps every byte
+    with Session(db_engine) as s:
+        stored = crud.get_run(session=s, owner_id=wf.owner_id, run_id=run.id)
+        rows = s.exec(select(ExecutionStep).where(ExecutionStep.execution_id == run.id)
+                      .order_by(col(ExecutionStep.position))).all()
+        ex = s.get(Execution, run.id)
+    assert [(r.key, r.node_id, r.iteration) for r in rows] == [("t", "t", None), ("l", "l", None),
+                                                               ("each[0]", "each", 0), ("each[1]", "each", 1),
+                                                               ("w", "w", None)]
+    assert ex.trigger_data == {"payload": {"k": "v"}, "headers": {}, "query": {}, "method": "POST"}
+    assert is_truncated(ex.result) and is_truncated(rows[0].output) and is_truncated(rows[1].input)
+    # Everything the API shows is the same from either place.
+    assert stored.to_public() == live.to_public(limit=1024)
+    assert stored.trigger_data == live.trigger_data
+    assert (stored.status, stored.replay_of) == (RunStatus.WAITING, "run-before")
+    assert stored.steps[2].attempt_log == items[0].attempt_log
+    assert (stored.steps[4].stopped, stored.steps[4].resume_at is not None) == (True, True)
+
+
+def test_step_rows_are_keyed_by_step_so_loop_iterations_are_rows_of_their_own(db_engine, redis_client):
+    """A loop that gets more iterations later: new rows are added, the earlier ones updated in place."""
+    wf = make_workflow(db_engine)
+    rec = Recorder(db_engine, redis_client)
+    rec.ensure_group()
+    store = RunStore(redis_client)
+    run = store.load(queue(redis_client, wf).id)
+    run.set_status(RunStatus.RUNNING)
+    run.steps = [StepState(node_id="each", type="http_request", position=0, iteration=0, loop="l",
+                           status=StepStatus.RUNNING)]
+    with redis_client.pipeline() as pipe:
+        store.write(pipe, run, steps=run.steps, order=True)
+        pipe.execute()
+    rec.step(block_ms=10)
+    run.steps[0].set_status(StepStatus.SUCCESS)
+    run.steps.append(StepState(node_id="each", type="http_request", position=1, iteration=1, loop="l"))
+    with redis_client.pipeline() as pipe:
+        store.write(pipe, run, steps=run.steps, order=True)
+        pipe.execute()
+    rec.step(block_ms=10)
+    with Session(db_engine) as s:
+        stored = crud.get_run(session=s, owner_id=wf.owner_id, run_id=run.id)
+    assert [(st.key, st.status) for st in stored.steps] == [("each[0]", StepStatus.SUCCESS),
+                                                            ("each[1]", StepStatus.PENDING)]

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from redis import Redis
+from rq import Queue
 from sqlmodel import Session
 
+from automateos_common.control import RunControl
 from automateos_common.db import get_session
 from automateos_common.nodes.registry import NodeRegistry
 
@@ -23,6 +25,15 @@ def get_redis(request: Request) -> Redis:
 def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
+
+
+def get_control(request: Request) -> RunControl:
+    return RunControl(request.app.state.redis, request.app.state.queue)
+
+
+def get_queue(request: Request) -> Queue:
+    queue: Queue = request.app.state.queue
+    return queue
 
 
 def get_registry(request: Request) -> NodeRegistry:
@@ -41,4 +52,6 @@ SettingsDep = Annotated[WorkflowsSettings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
+QueueDep = Annotated[Queue, Depends(get_queue)]
+ControlDep = Annotated[RunControl, Depends(get_control)]
 PageDep = Annotated[Page, Depends()]
