@@ -88,3 +88,99 @@ def test_a_graph_with_a_cycle_is_refused_at_save_time(api: Api):
     assert r.json()["error"]["details"] == {
         "field": "definition.connections", "issue": "connections form a cycle: a -> b -> a",
         "errors": [{"field": "definition.connections", "issue": "connections form a cycle: a -> b -> a"}]}
+
+
+def steps_by_key(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["node_id"] if s["iteration"] is None else f"{s['node_id']}[{s['iteration']}]": s for s in run["steps"]}
+
+
+def test_a_failed_run_is_replayed_from_its_failed_step_after_the_fix(api: Api):
+    user = api.register()
+    h = user["headers"]
+    with EchoServer() as echo:
+        broken = {"nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "lookup", "type": "http_request", "config": {"url": f"{echo.url}/lookup", "method": "POST",
+                                                                "body": "{{trigger.payload}}"}},
+            {"id": "charge", "type": "http_request", "config": {"url": f"{echo.url}/status/500", "method": "POST",
+                                                                "fail_on_status": True}},
+        ]}
+        wf = api.create_workflow(user, broken)
+        r = api.http.post(f"/api/v1/workflows/{wf['id']}/execute", json={"order": 9}, headers=h)
+        failed = api.wait_run(user, r.json()["execution_id"])
+        assert failed["status"] == "failed"
+        assert failed["error_message"].endswith("answered 500")
+
+        fixed = {**broken, "nodes": [*broken["nodes"][:2], {**broken["nodes"][2], "config": {
+            "url": f"{echo.url}/charge", "method": "POST", "body": "{{lookup.body.echo}}", "fail_on_status": True}}]}
+        assert api.http.put(f"/api/v1/workflows/{wf['id']}", json={"definition": fixed}, headers=h).status_code == 200
+        r = api.http.post(f"/api/v1/logs/{failed['id']}/replay", json={"from": "failed"}, headers=h)
+        assert r.status_code == 202, r.text
+        assert r.json()["replay_of"] == failed["id"]
+        replay = api.wait_run(user, r.json()["execution_id"])
+
+        assert replay["status"] == "success", replay["error_message"]
+        assert replay["replay_of"] == failed["id"]
+        steps = steps_by_key(replay)
+        assert steps["lookup"]["output"] == steps_by_key(failed)["lookup"]["output"]  # recorded, not re-run
+        assert steps["lookup"]["note"] == f"copied from execution {failed['id']}"
+        assert steps["charge"]["output"]["body"]["echo"] == {"order": 9}
+        assert [r["path"] for r in echo.requests] == ["/lookup", "/status/500", "/charge"]
+
+        r = api.http.post(f"/api/v1/logs/{failed['id']}/replay", json={"from": "start"}, headers=h)
+        assert r.status_code == 202
+        again = api.wait_run(user, r.json()["execution_id"])
+        assert again["status"] == "success"
+        assert [r["path"] for r in echo.requests][-2:] == ["/lookup", "/charge"]
+
+        other = api.register()
+        r = api.http.post(f"/api/v1/logs/{failed['id']}/replay", json={}, headers=other["headers"])
+        assert r.status_code == 404
+
+
+def test_a_parked_run_is_cancelled_and_never_continues(api: Api):
+    user = api.register()
+    h = user["headers"]
+    wf = api.create_workflow(user, {"nodes": [
+        {"id": "start", "type": "manual"}, {"id": "wait", "type": "delay", "config": {"seconds": 3}},
+        {"id": "after", "type": "transform", "config": {"value": 1}}]})
+    r = api.http.post(f"/api/v1/workflows/{wf['id']}/execute", json={}, headers=h)
+    execution_id = r.json()["execution_id"]
+    api.wait_run(user, execution_id, until=lambda run: run["status"] == "waiting")
+
+    r = api.http.post(f"/api/v1/logs/{execution_id}/cancel", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    time.sleep(3.5)  # past the delay
+    run = api.wait_run(user, execution_id)
+    steps = steps_by_key(run)
+    assert run["status"] == "cancelled"
+    assert steps["wait"]["status"] == "cancelled" and steps["after"]["status"] == "cancelled"
+
+
+def test_a_running_run_is_paused_by_its_worker_and_resumed(api: Api):
+    user = api.register()
+    h = user["headers"]
+    with EchoServer() as echo:
+        wf = api.create_workflow(user, {"nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "slow", "type": "http_request", "config": {"url": f"{echo.url}/sleep/1/slow"}},
+            {"id": "after", "type": "transform", "config": {"value": "{{slow.status}}"}}]})
+        r = api.http.post(f"/api/v1/workflows/{wf['id']}/execute", json={}, headers=h)
+        execution_id = r.json()["execution_id"]
+        api.wait_run(user, execution_id, until=lambda run: run["status"] == "running" and any(
+            s["node_id"] == "slow" and s["status"] == "running" for s in run["steps"]))
+
+        r = api.http.post(f"/api/v1/logs/{execution_id}/pause", headers=h)
+        assert r.status_code == 202, r.text  # the worker holds the run: it pauses at the next step
+        assert r.json()["pending_action"] == "pause"
+        paused = api.wait_run(user, execution_id, until=lambda run: run["status"] == "paused")
+        assert steps_by_key(paused)["slow"]["status"] == "success"  # what was running finished
+        assert steps_by_key(paused)["after"]["status"] == "pending"
+
+        r = api.http.post(f"/api/v1/logs/{execution_id}/resume", headers=h)
+        assert r.status_code == 200, r.text
+        done = api.wait_run(user, execution_id)
+        assert done["status"] == "success"
+        assert steps_by_key(done)["after"]["output"] == 200
+        assert len(echo.requests) == 1
