@@ -80,7 +80,7 @@ def test_a_non_boolean_case_fails_the_step() -> None:
 def test_an_evaluation_error_names_the_case() -> None:
     with pytest.raises(NodeExecutionError) as excinfo:
         run_switch(7, [{"name": "a", "condition": "nope > 1"}])
-    assert excinfo.value.message.startswith("case 'a': condition 'nope > 1' failed: Undefined variable")
+    assert excinfo.value.message.startswith("case 'a' (cases[0]): condition 'nope > 1' failed: Undefined variable")
 
 
 def test_output_names() -> None:

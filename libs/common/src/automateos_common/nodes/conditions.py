@@ -19,6 +19,7 @@ from typing import Any
 
 import cel
 
+from ..errors import NodeExecutionError
 from .templates import TEMPLATE_RE, Ref, TemplateError, parse_ref
 
 MAX_CONDITION_LENGTH = 4000
@@ -77,3 +78,25 @@ def compile_condition(source: str) -> CompiledCondition:
     except Exception as exc:
         raise ConditionError(f"not a valid CEL expression: {_first_line(exc)}") from None
     return CompiledCondition(source=source, expression=expression, refs=tuple(refs), program=program)
+
+
+def condition_issues(source: str, field: str) -> list[tuple[str, str]]:
+    """Save-time check for a node's condition field: [(field, issue)] when it does not compile."""
+    try:
+        compile_condition(source)
+    except ConditionError as exc:
+        return [(field, str(exc))]
+    return []
+
+
+def evaluate_bool(source: str, scope: Mapping[str, Any], outputs: Mapping[str, Any], *, what: str = "") -> bool:
+    """Evaluate a condition at run time; anything but true/false fails the step (NodeExecutionError).
+
+    `what` prefixes the message (e.g. "case 'big' (cases[0]): ") so the user finds the condition."""
+    try:
+        value = compile_condition(source).evaluate(scope, outputs)
+    except ConditionError as exc:
+        raise NodeExecutionError(f"{what}{exc}") from None
+    if not isinstance(value, bool):
+        raise NodeExecutionError(f"{what}condition must be true or false, got {type(value).__name__}: {value!r:.100}")
+    return value

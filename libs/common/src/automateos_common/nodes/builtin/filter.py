@@ -6,9 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ...errors import NodeExecutionError
 from ..base import Node, NodeConfig, NodeContext, NodeResult
-from ..conditions import ConditionError, compile_condition
+from ..conditions import condition_issues, evaluate_bool
 
 
 class FilterConfig(NodeConfig):
@@ -24,19 +23,10 @@ class FilterNode(Node):
     raw_fields = frozenset({"condition"})
 
     def check(self, config: FilterConfig) -> list[tuple[str, str]]:  # type: ignore[override]
-        try:
-            compile_condition(config.condition)
-        except ConditionError as exc:
-            return [("condition", str(exc))]
-        return []
+        return condition_issues(config.condition, "condition")
 
     def run(self, ctx: NodeContext, config: FilterConfig, input: Any) -> NodeResult:
-        try:
-            value = compile_condition(config.condition).evaluate(ctx.scope, ctx.outputs)
-        except ConditionError as exc:
-            raise NodeExecutionError(str(exc)) from None
-        if not isinstance(value, bool):
-            raise NodeExecutionError(f"condition must be true or false, got {type(value).__name__}: {value!r:.100}")
+        value = evaluate_bool(config.condition, ctx.scope, ctx.outputs)
         passed = value == config.continue_on
         note = f"condition {str(value).lower()}; " + ("continued" if passed else "run stopped here")
         # The data flows through unchanged, so the next node sees what this one saw.

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from ...errors import NodeExecutionError
 from ..base import Node, NodeConfig, NodeContext, NodeResult
-from ..conditions import ConditionError, compile_condition
+from ..conditions import condition_issues, evaluate_bool
 
 DEFAULT_OUTPUT = "default"
 MAX_CASES = 50
@@ -63,21 +62,11 @@ class SwitchNode(Node):
                                f"duplicate case name '{case.name}' (also cases[{first[case.name]}])"))
             else:
                 first[case.name] = i
-            try:
-                compile_condition(case.condition)
-            except ConditionError as exc:
-                issues.append((f"cases[{i}].condition", str(exc)))
+            issues += condition_issues(case.condition, f"cases[{i}].condition")
         return issues
 
     def run(self, ctx: NodeContext, config: SwitchConfig, input: Any) -> NodeResult:
         for i, case in enumerate(config.cases):
-            try:
-                value = compile_condition(case.condition).evaluate(ctx.scope, ctx.outputs)
-            except ConditionError as exc:
-                raise NodeExecutionError(f"case '{case.name}': {exc}") from None
-            if not isinstance(value, bool):
-                raise NodeExecutionError(f"case '{case.name}' (cases[{i}]): condition must be true or false, "
-                                         f"got {type(value).__name__}: {value!r:.100}")
-            if value:
+            if evaluate_bool(case.condition, ctx.scope, ctx.outputs, what=f"case '{case.name}' (cases[{i}]): "):
                 return NodeResult(output=input, branch=case.name, note=f"matched case '{case.name}'")
         return NodeResult(output=input, branch=DEFAULT_OUTPUT, note="no case matched; took 'default'")
