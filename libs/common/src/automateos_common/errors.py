@@ -13,7 +13,7 @@
     └── ServiceUnavailableError          503 SERVICE_UNAVAILABLE
     NodeError                            (raised by nodes while a run executes; recorded on the step)
     ├── NodeConfigError                  the resolved config does not fit the node's schema
-    └── NodeExecutionError               the node ran and failed; `retryable` says whether trying again may help
+    └── NodeExecutionError               the node ran and failed; `kind` is what a node's `retry.on` matches
 
 Every 4xx/5xx body is `{"error": {"code", "message", "details"?}}` (API.md, "Errors").
 Starlette looks exception handlers up along the MRO, so a subclass inherits its parent's mapping.

@@ -168,8 +168,8 @@ class Executor:
             interruptions = int(self.rt.redis.hincrby(self.store.key(run.id), INTERRUPTIONS_FIELD, 1))
             log.warning("run %s was interrupted (its worker stopped mid-run); continuing it (%d)", run.id,
                         interruptions)
-            if interruptions > self.cfg.max_interruptions:
-                self._fail_run(run, f"the run was interrupted {interruptions - 1} times (its worker crashed or "
+            if interruptions >= self.cfg.max_interruptions:
+                self._fail_run(run, f"the run was interrupted {interruptions} times (its worker crashed or "
                                     "was killed while running it); giving up")
                 return None
 

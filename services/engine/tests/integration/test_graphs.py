@@ -312,7 +312,7 @@ def test_a_run_interrupted_too_often_fails_instead_of_taking_more_workers_down(r
     run.set_status(RunStatus.RUNNING)
     with redis_client.pipeline() as pipe:
         store.write(pipe, run)
-        pipe.hset(store.key(run.id), "interruptions", 5)
+        pipe.hset(store.key(run.id), "interruptions", 4)  # this pick-up is the fifth
         pipe.execute()
 
     Executor(runtime(redis_client, echo_handler([]))).execute(queued.id)

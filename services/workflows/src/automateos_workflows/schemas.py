@@ -95,7 +95,8 @@ class StepPublic(BaseModel):
     branch: str | None = Field(default=None, description="The named output the node took.")
     resume_at: str | None = Field(default=None, description="While waiting: when the step continues.")
     attempt_log: list[dict[str, Any]] = Field(default_factory=list, description="One entry per attempt.")
-    error_kind: str | None = Field(default=None, description="timeout | connection_error | 5xx | 429 | error")
+    error_kind: str | None = Field(
+        default=None, description="timeout | connection_error | 5xx | 429; null for any other error")
     stopped: bool = Field(default=False, description="The node stopped its path: nothing after it runs.")
 
 

@@ -18,7 +18,8 @@ class FilterConfig(NodeConfig):
 class FilterNode(Node):
     type = "filter"
     title = "Filter"
-    description = "Evaluates a condition; when it differs from continue_on the run stops and later nodes are skipped."
+    description = ("Evaluates a condition; when it differs from continue_on its path stops there (successfully) "
+                   "and the nodes that depend on it are skipped.")
     Config = FilterConfig
     raw_fields = frozenset({"condition"})
 

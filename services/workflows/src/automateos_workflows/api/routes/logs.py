@@ -109,14 +109,16 @@ def replay_run(execution_id: str, user: CurrentPrincipal, session: SessionDep, r
     old, _ = _find_run(redis, session, user.user_id, execution_id)
     check_replayable(old, replay_from)
     wf = crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=old.workflow_id)
-    plan = None
-    if replay_from == "failed":
-        try:
-            plan = validate_definition(wf.definition, registry)
-        except ValidationError as exc:
-            d = exc.details or {}
-            raise ConflictError(f"the workflow definition is invalid now: {d.get('field')}: {d.get('issue')}") \
-                from None
-    run = submit_run(redis, queue, build_replay(old, plan, replay_from))
+    try:
+        plan = validate_definition(wf.definition, registry)
+    except ValidationError as exc:
+        d = exc.details or {}
+        raise ConflictError(f"the workflow definition is invalid now: {d.get('field')}: {d.get('issue')}") \
+            from None
+    replay = build_replay(old, plan, replay_from)
+    # Pinned now: the steps copied were chosen against this definition, so the replay must follow it
+    # even if the workflow is edited before a worker picks the replay up.
+    replay.definition, replay.workflow_version = wf.definition, wf.version
+    run = submit_run(redis, queue, replay)
     response.headers["Location"] = f"/api/v1/logs/{run.id}"
     return ReplayAccepted(execution_id=run.id, status="queued", replay_of=old.id)
