@@ -17,6 +17,7 @@ from redis import Redis
 from services.engine.tests.factories import publish, queue_run
 
 from automateos_common.runs import RunState, RunStatus, RunStore, StepStatus
+from automateos_devstack.servers import RedisServer
 from automateos_devstack.testing import EchoServer
 
 pytestmark = pytest.mark.integration
@@ -195,3 +196,39 @@ def test_a_parked_run_continues_after_every_worker_was_restarted(redis_client, w
     done = wait_for(lambda: (r := load(redis_client, queued.id)).is_terminal and r, 15, "the run to finish")
     assert done.status == RunStatus.SUCCESS
     assert {s.key: s for s in done.steps}["after"].output == 7
+
+
+def test_a_parked_run_survives_restarting_redis_and_every_worker(tmp_path):
+    """Everything stops while a run waits, Redis included (append-only file, as in dev and compose)."""
+    server = RedisServer(data_dir=tmp_path / "redis").start()
+    redis = Redis.from_url(server.url)
+    try:
+        publish(redis, {"nodes": [
+            {"id": "t", "type": "webhook"},
+            {"id": "wait", "type": "delay", "config": {"seconds": 3}},
+            {"id": "after", "type": "transform", "config": {"value": "{{trigger.payload.n}}"}},
+        ]})
+        pool = Workers(redis, {})
+        first = pool.start()
+        queued = queue_run(redis, {"n": 11})
+        wait_for(lambda: load(redis, queued.id).status == RunStatus.WAITING, 30, "the run to park")
+        pool.kill(first)
+        time.sleep(1.2)  # appendfsync everysec
+        redis.close()
+        server.stop()  # SIGTERM: Redis flushes its append-only file and exits
+
+        time.sleep(2.5)  # nothing runs while the delay ends
+        server = RedisServer(port=server.port, data_dir=tmp_path / "redis").start()
+        redis = Redis.from_url(server.url)
+        assert load(redis, queued.id).status == RunStatus.WAITING
+        pool = Workers(redis, {})
+        pool.start()
+        try:
+            done = wait_for(lambda: (r := load(redis, queued.id)).is_terminal and r, 15, "the run to finish")
+        finally:
+            pool.stop_all()
+        assert done.status == RunStatus.SUCCESS
+        assert {s.key: s for s in done.steps}["after"].output == 11
+    finally:
+        redis.close()
+        server.stop()
