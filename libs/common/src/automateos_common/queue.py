@@ -28,6 +28,8 @@ RUN_JOB = "automateos_engine.jobs.run_execution"
 # `settings.timeout_s`, and long waits park the run instead of holding a job.
 JOB_TIMEOUT_S = 24 * 3600
 FAILURE_TTL_S = 7 * 24 * 3600
+# A finished job is kept this long: cheaper for RQ than deleting it at once (the run itself is ours, not RQ's).
+RESULT_TTL_S = 10
 
 
 def make_queue(redis: Redis, name: str) -> Queue:
@@ -64,7 +66,7 @@ def enqueue_run(queue: Queue, run_id: str, *, job_id: str | None = None, at_fron
     # Retry: if a worker dies with the job, RQ's maintenance puts it back; the engine resumes
     # the run from its first unfinished step.
     return queue.enqueue_call(RUN_JOB, args=(run_id,), job_id=job_id or run_id, timeout=JOB_TIMEOUT_S,
-                              result_ttl=0, failure_ttl=FAILURE_TTL_S, retry=Retry(max=3), at_front=at_front,
+                              result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S, retry=Retry(max=3), at_front=at_front,
                               pipeline=pipeline)
 
 

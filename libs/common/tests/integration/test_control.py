@@ -293,5 +293,5 @@ def test_accept_run_and_submit_run_share_one_enqueue(redis_client):
     assert queue.job_ids == ["prebuilt-again", "fixed-id", "prebuilt"]
     for job_id in queue.job_ids:
         job = Job.fetch(job_id, connection=redis_client, serializer=queue.serializer)
-        assert (job.func_name, job.timeout, job.result_ttl, job.failure_ttl) == (RUN_JOB, JOB_TIMEOUT_S, 0,
+        assert (job.func_name, job.timeout, job.result_ttl, job.failure_ttl) == (RUN_JOB, JOB_TIMEOUT_S, 10,
                                                                                  7 * 24 * 3600)

@@ -90,12 +90,19 @@ class Stop(Exception):
 
 
 class RunDriver:
-    def __init__(self, *, run: RunState, plan: Plan, config: EngineConfig, save: Any, node_context: Any,
+    def __init__(self, *, run: RunState, plan: Plan, config: EngineConfig, persist: Any, node_context: Any,
                  control: Any) -> None:
         self.run = run
         self.plan = plan
         self.cfg = config
-        self._save = save  # (steps, order=False, result=False) -> None
+        self._persist = persist  # (steps, order=, result=, definition=, clear_control=) -> None
+        # Writes wait here until the round ends (`_flush`), so a round is one Redis round trip; they are
+        # always flushed before a step's thread starts and before the driver waits for anything.
+        self._dirty: dict[str, StepState] = {}
+        self._dirty_order = False
+        self._dirty_run = False
+        self._dirty_definition = False
+        self._launch: list[tuple[InFlight, NodeContext, Any]] = []
         self._node_context = node_context  # (**kwargs) -> NodeContext
         self._control = control  # () -> "cancel" | "pause" | "lost" | None
         self.nodes = plan.by_id()
@@ -128,6 +135,12 @@ class RunDriver:
                 return None
             if self.failure is None and not self.pausing:
                 self._advance()
+            if self._launch or self.inflight:
+                self._flush()  # before anything starts or is waited for; the endings below flush themselves
+            for flight, ctx, node_input in self._launch:  # after their `running` state is in Redis
+                threading.Thread(target=self._attempt, args=(flight, ctx, node_input), daemon=True,
+                                 name=f"step-{flight.key}").start()
+            self._launch.clear()
             if not self.inflight:
                 if self.failure is not None:
                     self._finish(RunStatus.FAILED)
@@ -145,6 +158,7 @@ class RunDriver:
                 if delay > self.cfg.delay_inline_max_s:
                     self._park(earliest)
                     return earliest
+                self._flush()
                 time.sleep(max(0.0, min(delay, self.cfg.heartbeat_s)))
                 continue
             self._wait_for_outcomes()
@@ -171,10 +185,29 @@ class RunDriver:
 
     # ----------------------------------------------------------------- what is ready
 
-    def prepare(self) -> bool:
-        """A step for every top-level node (a replay's copied steps and a resumed run's are kept).
+    # ----------------------------------------------------------------- writes
 
-        Returns whether steps were added (the caller saves them, with the step order)."""
+    def mark_started(self, *, definition: bool) -> None:
+        """The run was just picked up: its state (and, newly pinned, its definition) goes out with the first round."""
+        self._dirty_run = True
+        self._dirty_definition = self._dirty_definition or definition
+
+    def _save(self, steps: list[StepState], *, order: bool = False) -> None:
+        for step in steps:
+            self._dirty[step.key] = step
+        self._dirty_order = self._dirty_order or order
+        self._dirty_run = True
+
+    def _flush(self, *, result: bool = False, clear_control: bool = False) -> None:
+        if not (self._dirty_run or result or clear_control):
+            return
+        self._persist(list(self._dirty.values()), order=self._dirty_order, result=result,
+                      definition=self._dirty_definition, clear_control=clear_control)
+        self._dirty.clear()
+        self._dirty_order = self._dirty_run = self._dirty_definition = False
+
+    def prepare(self) -> None:
+        """A step for every top-level node (a replay's copied steps and a resumed run's are kept)."""
         added = []
         for node in self.top:
             if node.id not in self.steps:
@@ -188,7 +221,7 @@ class RunDriver:
             self.run.steps.sort(key=lambda s: (s.iteration is not None, rank.get(s.node_id, 0), s.position))
             for i, s in enumerate(self.run.steps):
                 s.position = i
-        return bool(added)
+            self._save(self.run.steps, order=True)
 
     def _edge_state(self, edge: Edge, frame: Frame) -> str:
         """'open' (its source has not finished), 'taken' or 'dead'."""
@@ -234,6 +267,7 @@ class RunDriver:
                         changed = True
                     elif len(self.inflight) < self.plan.settings.max_parallel:  # a retry's back-off is over
                         self._start(node, frame)
+                        changed = True
                     continue
                 if step.status not in (StepStatus.PENDING, StepStatus.RUNNING) or key in self.inflight:
                     continue
@@ -248,9 +282,10 @@ class RunDriver:
                     self._frame_progress(frame)
                     changed = True
                     continue
-                if len(self.inflight) >= self.plan.settings.max_parallel:
-                    return
+                if len(self.inflight) >= self.plan.settings.max_parallel and not node.cls.inline:
+                    continue
                 self._start(node, frame)
+                changed = True
             changed = self._start_iterations() or changed
 
     # ----------------------------------------------------------------- running a step
@@ -302,11 +337,16 @@ class RunDriver:
         flight = InFlight(key=key, node=node, frame=frame, attempt=step.attempts, started=now,
                           deadline=time.monotonic() + timeout, timeout_s=timeout)
         self.inflight[key] = flight
-        threading.Thread(target=self._attempt, args=(flight, ctx, node_input), daemon=True,
-                         name=f"step-{key}").start()
+        if node.cls.inline:  # quick and without I/O: run it here, now
+            self._on_outcome(key, flight.attempt, self._run_attempt(flight, ctx, node_input))
+        else:
+            self._launch.append((flight, ctx, node_input))
 
     def _attempt(self, flight: InFlight, ctx: NodeContext, node_input: Any) -> None:
         """One attempt, on its own thread; the outcome goes back to the driver's queue."""
+        self.outcomes.put((flight.key, flight.attempt, self._run_attempt(flight, ctx, node_input)))
+
+    def _run_attempt(self, flight: InFlight, ctx: NodeContext, node_input: Any) -> Outcome:
         node = flight.node
         outcome = Outcome()
         try:
@@ -328,7 +368,7 @@ class RunDriver:
             # A bug in a node must not kill the run record; details go to the log, not to history.
             log.exception("node %s (%s) raised", flight.key, node.type)
             outcome.failure = Failure(f"internal error in node type '{node.type}' ({type(exc).__name__})")
-        self.outcomes.put((flight.key, flight.attempt, outcome))
+        return outcome
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -509,6 +549,7 @@ class RunDriver:
             step.completed_at = step.completed_at or utcnow()
             changed.append(step)
         self.inflight.clear()  # their threads end on their own; what they return is ignored
+        self._launch.clear()
         if changed:
             self._save(changed)
 
@@ -524,7 +565,7 @@ class RunDriver:
         run.result = self._result()
         run.completed_at = utcnow()
         run.resume_at = None
-        self._save([], result=True)
+        self._flush(result=True)
 
     def _finish_timed_out(self) -> None:
         self.failure = f"the run timed out after {self.plan.settings.timeout_s:g}s (settings.timeout_s)"
@@ -539,17 +580,18 @@ class RunDriver:
         run.result = self._result()
         run.completed_at = utcnow()
         run.resume_at = None
-        self._save([], result=True, clear_control=True)
+        self._flush(result=True, clear_control=True)
 
     def _finish_paused(self) -> None:
         self.run.set_status(RunStatus.PAUSED)
         self.run.resume_at = self._earliest_wait()
-        self._save([], clear_control=True)
+        self._flush(clear_control=True)
 
     def _park(self, until: datetime) -> None:
         self.run.set_status(RunStatus.WAITING)
         self.run.resume_at = until
-        self._save([])
+        self._dirty_run = True
+        self._flush()
 
 
 def _iso(dt: datetime) -> str:

@@ -198,20 +198,20 @@ class Executor:
         run.started_at = run.started_at or utcnow()
         run.resume_at = None
 
-        def save(steps: list[StepState], *, order: bool = False, result: bool = False,
-                 clear_control: bool = False) -> None:
+        def persist(steps: list[StepState], *, order: bool, result: bool, definition: bool,
+                    clear_control: bool) -> None:
             if heartbeat.lost.is_set():
                 raise Stop
-            self._save(run, steps, order=order, result=result, clear_control=clear_control)
+            self._save(run, steps, order=order, result=result, definition=definition, clear_control=clear_control)
 
         def node_context(**kwargs: Any) -> NodeContext:
             return NodeContext(execution_id=run.id, workflow_id=run.workflow_id, trigger=run.trigger_data,
                                http_client=self.rt.http_client, **kwargs)
 
-        driver = RunDriver(run=run, plan=plan, config=self.cfg, save=save, node_context=node_context,
+        driver = RunDriver(run=run, plan=plan, config=self.cfg, persist=persist, node_context=node_context,
                            control=heartbeat.state)
-        added = driver.prepare()
-        self._save(run, run.steps if added else [], order=added, definition=not pinned)
+        driver.mark_started(definition=not pinned)
+        driver.prepare()
         return driver.drive()
 
     def _cancel_before_start(self, run: RunState) -> None:

@@ -51,8 +51,9 @@ def test_api_example_runs_every_node_in_order_and_records_each_step(redis_client
     assert all(s.attempts == 1 and s.started_at and s.completed_at for s in run.steps)
     assert run.workflow_version == 1
     assert run.duration_ms is not None and run.duration_ms >= 0
-    # queued + running/plan + 2 writes per step + finish
-    assert redis_client.xlen(EVENTS_STREAM) == 1 + 1 + 2 * 3 + 1
+    # Writes are one per round: queued; picked up + trigger done + action-1 running (before its call);
+    # action-1 done + filter-1 done + finished.
+    assert redis_client.xlen(EVENTS_STREAM) == 3
 
 
 def test_filter_that_does_not_match_stops_the_run_successfully_and_skips_the_rest(redis_client):

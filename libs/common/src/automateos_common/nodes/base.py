@@ -132,6 +132,9 @@ class Node(ABC):
     raw_fields: ClassVar[frozenset[str]] = frozenset()
     # A loop: connections from this output form the body the engine runs once per item.
     body_output: ClassVar[str | None] = None
+    # Quick and without I/O (a condition, a transform): the engine runs it on its own thread, with no
+    # thread of its own and no timeout, and writes its step once, when it is done.
+    inline: ClassVar[bool] = False
 
     @classmethod
     def output_names(cls, config: dict[str, Any]) -> tuple[str, ...] | None:

@@ -49,6 +49,7 @@ def _problems(config: DelayConfig) -> list[tuple[str, str]]:
 
 class DelayNode(Node):
     type = "delay"
+    inline = True
     title = "Delay"
     description = ("Waits for a duration (seconds, minutes, hours and days added up, at most 365 days) or "
                    "until a time, then continues with its input unchanged. Long waits hold no worker.")

@@ -17,6 +17,7 @@ class FilterConfig(NodeConfig):
 
 class FilterNode(Node):
     type = "filter"
+    inline = True
     title = "Filter"
     description = ("Evaluates a condition; when it differs from continue_on its path stops there (successfully) "
                    "and the nodes that depend on it are skipped.")

@@ -18,6 +18,7 @@ class IfConfig(NodeConfig):
 
 class IfNode(Node):
     type = "if"
+    inline = True
     title = "If"
     description = ("Evaluates a condition and continues on its 'true' or 'false' output; the nodes only the "
                    "other output leads to are skipped. The data passes through unchanged.")

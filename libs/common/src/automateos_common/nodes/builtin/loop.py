@@ -45,6 +45,7 @@ def _plural(n: int) -> str:
 
 class LoopNode(Node):
     type = "loop"
+    inline = True
     title = "Loop"
     description = ("Runs the nodes connected to its 'each' output once per item of a list, then continues on "
                    "'done' with {\"count\", \"results\"} (one result per item, in item order).")

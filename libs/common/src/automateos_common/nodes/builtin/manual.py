@@ -17,6 +17,7 @@ class ManualConfig(NodeConfig):
 
 class ManualNode(Node):
     type = "manual"
+    inline = True
     kind = "trigger"
     title = "Manual"
     description = ("Starts the workflow only when it is executed from the API or the UI (no webhook URL); "

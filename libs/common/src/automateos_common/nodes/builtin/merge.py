@@ -33,6 +33,7 @@ def deep_merge(base: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]
 
 class MergeNode(Node):
     type = "merge"
+    inline = True
     title = "Merge"
     description = ("Waits for every inbound branch to finish or be skipped, then joins the outputs of those "
                    "that ran (a branch not taken contributes nothing): as an object by source node id, an "

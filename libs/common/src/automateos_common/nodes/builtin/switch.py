@@ -39,6 +39,7 @@ class SwitchConfig(NodeConfig):
 
 class SwitchNode(Node):
     type = "switch"
+    inline = True
     title = "Switch"
     description = ("Evaluates each case's condition in order and continues on the output named by the first "
                    "that is true, or on 'default' when none is; the other outputs' nodes are skipped.")

@@ -18,6 +18,7 @@ class TransformConfig(NodeConfig):
 
 class TransformNode(Node):
     type = "transform"
+    inline = True
     title = "Transform"
     description = "Outputs the JSON value it is given, with its {{...}} references resolved: reshapes data."
     Config = TransformConfig

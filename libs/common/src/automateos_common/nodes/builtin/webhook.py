@@ -13,6 +13,7 @@ class WebhookConfig(NodeConfig):
 
 class WebhookNode(Node):
     type = "webhook"
+    inline = True
     kind = "trigger"
     title = "Webhook"
     description = "Starts the workflow when its webhook URL is called; outputs payload, headers, query, method."
