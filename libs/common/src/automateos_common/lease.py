@@ -81,20 +81,26 @@ class Leases:
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
 
-    def acquire(self, run_id: str, token: str, ttl_s: float) -> bool:
-        """Take the run's lease if nobody holds it; its due time becomes the lease's end."""
-        ms = max(1, int(ttl_s * 1000))
-        return bool(self._acquire(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id]))
+    def acquire(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | None = None) -> bool:
+        """Take the run's lease if nobody holds it; its due time becomes the lease's end.
 
-    def renew(self, run_id: str, token: str, ttl_s: float) -> bool:
+        With `pipe`, the call is queued there and its answer comes from `pipe.execute()`."""
+        ms = max(1, int(ttl_s * 1000))
+        return bool(self._acquire(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id],
+                                  client=pipe))
+
+    def renew(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | None = None) -> bool:
         """Extend our lease; False when it is no longer ours (it expired and someone took the run)."""
         ms = max(1, int(ttl_s * 1000))
-        return bool(self._renew(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id]))
+        return bool(self._renew(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id],
+                                client=pipe))
 
-    def release(self, run_id: str, token: str, *, due_at: float | None) -> bool:
-        """Give the lease up; `due_at` (Unix time) is when the run needs a worker again, None: never."""
+    def release(self, run_id: str, token: str, *, due_at: float | None, pipe: Pipeline | None = None) -> bool:
+        """Give the lease up; `due_at` (Unix time) is when the run needs a worker again, None: never.
+
+        With `pipe`, the call is queued there (with the run's last write, say) and answers on execute."""
         arg: Any = "" if due_at is None else repr(float(due_at))
-        return bool(self._release(keys=[lease_key(run_id), DUE_KEY], args=[token, run_id, arg]))
+        return bool(self._release(keys=[lease_key(run_id), DUE_KEY], args=[token, run_id, arg], client=pipe))
 
     def holder(self, run_id: str) -> str | None:
         raw = self.redis.get(lease_key(run_id))

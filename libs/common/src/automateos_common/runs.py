@@ -310,6 +310,11 @@ class RunStore:
     def load(self, run_id: str) -> RunState | None:
         return _decode_hash(self.redis.hgetall(self.key(run_id)))  # type: ignore[arg-type]
 
+    @staticmethod
+    def decode(raw: Mapping[bytes, bytes]) -> RunState | None:
+        """A run from its hash as HGETALL returned it (e.g. from a pipeline)."""
+        return _decode_hash(raw)
+
     def load_many(self, run_ids: list[str]) -> dict[str, RunState]:
         pipe = self.redis.pipeline(transaction=False)
         for rid in run_ids:

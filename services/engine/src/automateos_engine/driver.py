@@ -198,11 +198,15 @@ class RunDriver:
         self._dirty_order = self._dirty_order or order
         self._dirty_run = True
 
-    def _flush(self, *, result: bool = False, clear_control: bool = False) -> None:
-        if not (self._dirty_run or result or clear_control):
+    def _flush(self, *, result: bool = False, clear_control: bool = False, release: bool = False,
+               due: datetime | None = None) -> None:
+        """Write what changed. `release`: this is the pick-up's last write; the lease goes back with it
+        (`due`: when the run needs a worker again)."""
+        if not (self._dirty_run or result or clear_control or release):
             return
         self._persist(list(self._dirty.values()), order=self._dirty_order, result=result,
-                      definition=self._dirty_definition, clear_control=clear_control)
+                      definition=self._dirty_definition, clear_control=clear_control, release=release,
+                      due=due.timestamp() if due is not None else None)
         self._dirty.clear()
         self._dirty_order = self._dirty_run = self._dirty_definition = False
 
@@ -565,7 +569,7 @@ class RunDriver:
         run.result = self._result()
         run.completed_at = utcnow()
         run.resume_at = None
-        self._flush(result=True)
+        self._flush(result=True, release=True)
 
     def _finish_timed_out(self) -> None:
         self.failure = f"the run timed out after {self.plan.settings.timeout_s:g}s (settings.timeout_s)"
@@ -580,18 +584,17 @@ class RunDriver:
         run.result = self._result()
         run.completed_at = utcnow()
         run.resume_at = None
-        self._flush(result=True, clear_control=True)
+        self._flush(result=True, clear_control=True, release=True)
 
     def _finish_paused(self) -> None:
         self.run.set_status(RunStatus.PAUSED)
         self.run.resume_at = self._earliest_wait()
-        self._flush(clear_control=True)
+        self._flush(clear_control=True, release=True)
 
     def _park(self, until: datetime) -> None:
         self.run.set_status(RunStatus.WAITING)
         self.run.resume_at = until
-        self._dirty_run = True
-        self._flush()
+        self._flush(release=True, due=until)
 
 
 def _iso(dt: datetime) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +41,8 @@ INTERRUPTIONS_FIELD = "interruptions"
 CONTROL_FIELD = "control"
 # After an unexpected error in the engine itself, look at the run again this much later.
 CRASH_RETRY_S = 5.0
+_PLAN_CACHE_SIZE = 256
+_PLANS: dict[tuple[int, int, int], Plan] = {}
 
 
 @dataclass
@@ -55,38 +56,49 @@ class Runtime:
     config: EngineConfig = field(default_factory=EngineConfig)
 
 
-class Heartbeat(threading.Thread):
-    """Renews the run's lease and reads its pending control request, every `interval` seconds."""
+class LeaseKeeper:
+    """Keeps the run's lease and reads its pending control request, from the driver's own rounds.
+
+    The driver never blocks longer than `interval` (its waits are bounded by it), so renewing on
+    its rounds needs no thread: one pipelined round trip (renew + read `control`) every `interval`.
+    """
 
     def __init__(self, redis: Redis, leases: Leases, run_id: str, token: str, lease_s: float,
                  interval: float) -> None:
-        super().__init__(daemon=True, name=f"lease-{run_id}")
         self.redis, self.leases, self.run_id, self.token = redis, leases, run_id, token
         self.lease_s, self.interval = lease_s, interval
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
+        self.lost = False
         self.control: str | None = None
+        self._next = time.monotonic() + interval
 
-    def run(self) -> None:
-        key = RunStore.key(self.run_id)
-        while not self.stopped.wait(self.interval):
-            try:
-                if not self.leases.renew(self.run_id, self.token, self.lease_s):
-                    log.error("run %s: lease lost (another worker took the run over); stopping", self.run_id)
-                    self.lost.set()
-                    return
-                raw = self.redis.hget(key, CONTROL_FIELD)
-                self.control = raw.decode() if isinstance(raw, bytes) else None
-            except (RedisError, OSError) as exc:
-                log.warning("run %s: heartbeat failed (%s); retrying", self.run_id, exc)
+    def tick(self) -> None:
+        if self.lost or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.interval
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.leases.renew(self.run_id, self.token, self.lease_s, pipe=pipe)
+                pipe.hget(RunStore.key(self.run_id), CONTROL_FIELD)
+                renewed, raw = pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("run %s: lease renewal failed (%s); retrying", self.run_id, exc)
+            return
+        if not renewed:
+            log.error("run %s: lease lost (another worker took the run over); stopping", self.run_id)
+            self.lost = True
+        self.control = raw.decode() if isinstance(raw, bytes) else None
 
     def state(self) -> str | None:
-        return "lost" if self.lost.is_set() else self.control
+        self.tick()
+        return "lost" if self.lost else self.control
 
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
+
+@dataclass
+class _Release:
+    """Whether the lease went back with the run's last write, and whether a request was waiting then."""
+
+    done: bool = False
+    control_pending: bool = False
 
 
 class Executor:
@@ -99,12 +111,26 @@ class Executor:
     # ----------------------------------------------------------------- persistence
 
     def _save(self, run: RunState, steps: list[StepState], *, order: bool = False, result: bool = False,
-              definition: bool = False, clear_control: bool = False) -> None:
+              definition: bool = False, clear_control: bool = False,
+              release: tuple[str, float | None, _Release] | None = None) -> None:
+        """One MULTI/EXEC; with `release` (token, due, outcome) the lease goes back in the same round trip."""
         with self.rt.redis.pipeline(transaction=True) as pipe:
             self.store.write(pipe, run, steps=steps, order=order, result=result, definition=definition)
             if clear_control:
                 pipe.hdel(self.store.key(run.id), CONTROL_FIELD)
-            pipe.execute()
+            if release is not None:
+                self.leases.release(run.id, release[0], due_at=release[1], pipe=pipe)
+                pipe.hexists(self.store.key(run.id), CONTROL_FIELD)
+            answers = pipe.execute()
+        if release is not None:
+            release[2].done, release[2].control_pending = True, bool(answers[-1])
+
+    def _release(self, run_id: str, token: str, due: float | None, outcome: _Release) -> None:
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            self.leases.release(run_id, token, due_at=due, pipe=pipe)
+            pipe.hexists(self.store.key(run_id), CONTROL_FIELD)
+            answers = pipe.execute()
+        outcome.done, outcome.control_pending = True, bool(answers[-1])
 
     def _fail_run(self, run: RunState, message: str) -> None:
         now = utcnow()
@@ -131,18 +157,22 @@ class Executor:
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         run: RunState | None = None
         for _ in range(3):  # a control request that arrived just as we let go is applied at once
-            if not self.leases.acquire(execution_id, token, self.cfg.lease_s):
+            with self.rt.redis.pipeline(transaction=False) as pipe:  # take the lease and read the run: one trip
+                self.leases.acquire(execution_id, token, self.cfg.lease_s, pipe=pipe)
+                pipe.hgetall(self.store.key(execution_id))
+                acquired, raw = pipe.execute()
+            run = RunStore.decode(raw)
+            if not acquired:
                 log.info("run %s is held by another worker; nothing to do", execution_id)
-                return self.store.load(execution_id)
-            heartbeat = Heartbeat(self.rt.redis, self.leases, execution_id, token, self.cfg.lease_s,
-                                  self.cfg.heartbeat_s)
-            heartbeat.start()
+                return run
+            keeper = LeaseKeeper(self.rt.redis, self.leases, execution_id, token, self.cfg.lease_s,
+                                 self.cfg.heartbeat_s)
+            released = _Release()
             due: float | None = None
             try:
-                run = self.store.load(execution_id)
                 if run is not None:
-                    heartbeat.control = run.control
-                    resume_at = self._pick_up(run, heartbeat)
+                    keeper.control = run.control
+                    resume_at = self._pick_up(run, keeper, token, released)
                     due = resume_at.timestamp() if resume_at is not None else None
             except Stop:
                 return run
@@ -150,14 +180,13 @@ class Executor:
                 due = time.time() + CRASH_RETRY_S  # the reaper brings it back; RQ records this failure
                 raise
             finally:
-                heartbeat.stop()
-                if not heartbeat.lost.is_set():
-                    self.leases.release(execution_id, token, due_at=due)
-            if run is None or run.is_terminal or not self.rt.redis.hexists(self.store.key(run.id), CONTROL_FIELD):
+                if not keeper.lost and not released.done:
+                    self._release(execution_id, token, due, released)
+            if run is None or run.is_terminal or not released.control_pending:
                 return run
         return run
 
-    def _pick_up(self, run: RunState, heartbeat: Heartbeat) -> Any:
+    def _pick_up(self, run: RunState, keeper: LeaseKeeper, token: str, released: _Release) -> Any:
         """Returns when the run needs a worker again (a datetime) or None."""
         if run.is_terminal or run.status == RunStatus.PAUSED:
             return None
@@ -176,6 +205,7 @@ class Executor:
         pinned = run.definition is not None
         if not pinned:
             entry = self.rt.definitions.get(run.workflow_id)
+            keeper.tick()  # the workflows service may have been slow to answer
             if entry is None:
                 if run.control == "cancel":
                     return self._cancel_before_start(run)
@@ -185,7 +215,7 @@ class Executor:
             run.workflow_version = entry.version
         assert run.definition is not None
         try:
-            plan: Plan = validate_definition(run.definition, self.rt.registry)
+            plan = self._plan(run)
         except ValidationError as exc:
             d = exc.details or {}
             self._fail_run(run, f"the workflow definition is invalid: {d.get('field')}: {d.get('issue')}")
@@ -198,21 +228,37 @@ class Executor:
         run.started_at = run.started_at or utcnow()
         run.resume_at = None
 
-        def persist(steps: list[StepState], *, order: bool, result: bool, definition: bool,
-                    clear_control: bool) -> None:
-            if heartbeat.lost.is_set():
+        def persist(steps: list[StepState], *, order: bool, result: bool, definition: bool, clear_control: bool,
+                    release: bool = False, due: float | None = None) -> None:
+            if keeper.lost:
                 raise Stop
-            self._save(run, steps, order=order, result=result, definition=definition, clear_control=clear_control)
+            self._save(run, steps, order=order, result=result, definition=definition, clear_control=clear_control,
+                       release=(token, due, released) if release else None)
 
         def node_context(**kwargs: Any) -> NodeContext:
             return NodeContext(execution_id=run.id, workflow_id=run.workflow_id, trigger=run.trigger_data,
                                http_client=self.rt.http_client, **kwargs)
 
         driver = RunDriver(run=run, plan=plan, config=self.cfg, persist=persist, node_context=node_context,
-                           control=heartbeat.state)
+                           control=keeper.state)
         driver.mark_started(definition=not pinned)
         driver.prepare()
         return driver.drive()
+
+    def _plan(self, run: RunState) -> Plan:
+        """The run's plan; validating a definition is the costliest part of a pick-up, so plans are
+        kept per (workflow, version), which names one definition for good."""
+        assert run.definition is not None
+        if run.workflow_version is None:
+            return validate_definition(run.definition, self.rt.registry)
+        key = (id(self.rt.registry), run.workflow_id, run.workflow_version)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = validate_definition(run.definition, self.rt.registry)
+            if len(_PLANS) >= _PLAN_CACHE_SIZE:
+                _PLANS.pop(next(iter(_PLANS)))
+            _PLANS[key] = plan
+        return plan
 
     def _cancel_before_start(self, run: RunState) -> None:
         now = utcnow()
