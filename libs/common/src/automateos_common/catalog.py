@@ -71,8 +71,13 @@ def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:
 
 def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:
     """(target, authoritative): a miss is authoritative only while the catalog is known complete."""
-    raw, ready = redis.mget(HOOK_KEY.format(token), READY_KEY)
+    raw, ready = redis.mget(hook_lookup_keys(token))
     return parse_hook_value(raw), ready is not None
+
+
+def hook_lookup_keys(token: str) -> list[str]:
+    """What `lookup_hook` reads (MGET), for a client of another kind (asyncio) to read the same."""
+    return [HOOK_KEY.format(token), READY_KEY]
 
 
 def lookup_owner(redis: Redis, workflow_id: int) -> tuple[int | None, bool]:

@@ -80,10 +80,26 @@ def submit_run(redis: Redis, queue: Queue, run: RunState) -> RunState:
     return run
 
 
-def accept_run(redis: Redis, queue: Queue, *, workflow_id: int, owner_id: int, trigger: str,
-               trigger_data: dict[str, Any], execution_id: str | None = None) -> RunState:
-    run = RunState(
+def new_run(*, workflow_id: int, owner_id: int, trigger: str, trigger_data: dict[str, Any],
+            execution_id: str | None = None) -> RunState:
+    return RunState(
         id=execution_id or new_execution_id(), workflow_id=workflow_id, owner_id=owner_id, trigger=trigger,
         payload=trigger_data.get("payload"), trigger_data=trigger_data,
     )
+
+
+def submit_commands(redis: Redis, queue: Queue, run: RunState) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The commands `submit_run` sends, recorded instead of sent: for a client of another kind (asyncio)
+    to send in its own MULTI/EXEC. RQ builds its part as always; nothing here talks to Redis."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.multi()  # as in submit_run: RQ starts its own MULTI unless one is open
+    RunStore(redis).write_new(pipe, run)
+    enqueue_run(queue, run.id, pipeline=pipe)
+    return [(tuple(args), dict(options)) for args, options in pipe.command_stack]
+
+
+def accept_run(redis: Redis, queue: Queue, *, workflow_id: int, owner_id: int, trigger: str,
+               trigger_data: dict[str, Any], execution_id: str | None = None) -> RunState:
+    run = new_run(workflow_id=workflow_id, owner_id=owner_id, trigger=trigger, trigger_data=trigger_data,
+                  execution_id=execution_id)
     return submit_run(redis, queue, run)

@@ -2,6 +2,10 @@
 
 The database is never touched here. Only when Redis has lost the catalog (no ready marker)
 does a miss ask the workflows service, which also republishes the entry.
+
+Both round trips go through an asyncio Redis client, so many webhooks wait on Redis at once on
+the event loop, with no thread per request. The run and its RQ job are the very commands
+`accept_run` sends (RQ builds them; `submit_commands` records them), in one MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -9,15 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from rq import Queue
 
 from automateos_common import catalog
 from automateos_common.errors import MethodNotAllowedError, NotFoundError, ServiceUnavailableError
 from automateos_common.internal import INTERNAL_HEADER
-from automateos_common.queue import accept_run
+from automateos_common.queue import accept_run, new_run, submit_commands
 from automateos_common.runs import RunState
 
 
@@ -28,6 +34,7 @@ class Acceptor:
     workflows_url: str
     internal_secret: str
     http: httpx.Client
+    aredis: AsyncRedis | None = None  # the hot path's client; None: everything goes through `redis`
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -81,5 +88,38 @@ class Acceptor:
     def manual(self, workflow_id: int, user_id: int, data: dict[str, Any]) -> RunState:
         try:
             return self.accept(self.resolve_owned(workflow_id, user_id), "manual", data)
+        except RedisError:
+            raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None
+
+    # ----------------------------------------------------------------- asyncio hot path
+
+    async def _resolve_hook_async(self, token: str) -> catalog.HookTarget:
+        assert self.aredis is not None
+        raw, ready = await self.aredis.mget(catalog.hook_lookup_keys(token))
+        target = catalog.parse_hook_value(raw)
+        if target is None and ready is None:  # the catalog is gone: ask (rare, blocking: on a thread)
+            return await anyio.to_thread.run_sync(self.resolve_hook, token)
+        if target is None:
+            raise NotFoundError("Unknown or inactive webhook")
+        return target
+
+    async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
+        assert self.aredis is not None
+        run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data)
+        async with self.aredis.pipeline(transaction=True) as pipe:
+            for args, options in submit_commands(self.redis, self.queue, run):
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+        return run
+
+    async def webhook_async(self, token: str, data: dict[str, Any]) -> RunState:
+        if self.aredis is None:
+            return await anyio.to_thread.run_sync(self.webhook, token, data)
+        try:
+            target = await self._resolve_hook_async(token)
+            if data["method"] != target.method:
+                raise MethodNotAllowedError(f"This webhook answers to {target.method}",
+                                            headers={"Allow": target.method})
+            return await self._accept_async(target, "webhook", data)
         except RedisError:
             raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from redis import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedis
 
 from automateos_common.app import check_redis, create_service_app
 from automateos_common.auth import JWKS_PATH, JWKSCache, TokenVerifier
@@ -27,17 +29,21 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
         pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5,
                                                socket_timeout=5, socket_connect_timeout=2)
         redis = Redis(connection_pool=pool)
+        # The webhook hot path's client: asyncio, so waiting on Redis takes no thread.
+        aredis = AsyncRedis(connection_pool=AsyncBlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=2))
         http = httpx.Client(timeout=5.0, trust_env=False)
         app.state.redis = redis
         app.state.acceptor = Acceptor(redis=redis, queue=make_queue(redis, settings.queue_name),
                                       workflows_url=settings.workflows_url.rstrip("/"),
-                                      internal_secret=settings.internal_secret(), http=http)
+                                      internal_secret=settings.internal_secret(), http=http, aredis=aredis)
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         )
         yield
         http.close()
+        await aredis.aclose()
         redis.close()
 
     async def health(app: FastAPI) -> dict[str, str]:

@@ -36,7 +36,7 @@ async def webhook(token: str, request: Request) -> JSONResponse:
     data = trigger_data(payload=parse_payload(body, request.headers.get("content-type")),
                         headers=request.headers, query=request.query_params, method=request.method)
     acceptor: Acceptor = request.app.state.acceptor
-    run = await anyio.to_thread.run_sync(acceptor.webhook, token, data)
+    run = await acceptor.webhook_async(token, data)
     return _accepted(run.id)
 
 
