@@ -12,8 +12,9 @@ from .driver import EngineConfig
 
 class EngineSettings(CommonSettings):
     worker_class: Literal["fork", "simple"] = Field(
-        default="fork",
-        description="fork: a work-horse process per job (isolation); simple: jobs run in the worker process (speed).",
+        default="simple",
+        description="simple: jobs run in the worker process (fast; a worker that dies is restarted and its run "
+                    "recovered through its lease); fork: a work-horse process per job (isolation, about 25 ms a job).",
     )
     engine_workers: int = Field(default=1, ge=1, le=64, description="Worker processes `automateos-engine run` starts.")
     engine_host: str = Field(default="127.0.0.1", description="Bind address of the engine health endpoint.")
