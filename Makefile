@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 PACKAGES := -e libs/common -e services/auth -e services/workflows -e services/ingress -e services/engine \
             -e "tools/devstack[test]"
 SOURCES  := libs/common/src services/auth/src services/workflows/src services/ingress/src \
-            services/engine/src tools/devstack/src
+            services/engine/src tools/devstack/src bench
 PYTEST_ARGS ?=
 
-.PHONY: dev test unit integration lint typecheck install clean
+.PHONY: dev test unit integration lint typecheck install clean bench
 
 $(VENV)/.installed: constraints.txt libs/common/pyproject.toml services/*/pyproject.toml tools/devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
@@ -38,6 +38,16 @@ integration: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(SOURCES)
+
+# Throughput, latency and memory on real PostgreSQL and Redis: bench/results/<date>-<sha>.md (bench/NOTES.md).
+# BENCH_QUICK=1 for a smoke run; BENCH_WORKERS, BENCH_DURATION_S, BENCH_RUNS ... tune it. wrk is the load
+# generator (installed here from Debian when we are root); without it a Python one stands in.
+bench: install
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+		{ echo "installing wrk (Debian package) ..."; apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		  echo "could not install wrk: the Python load generator stands in"; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Rewrite constraints.txt from what is installed now (after changing a dependency).
 constraints: install

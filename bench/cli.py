@@ -1,0 +1,133 @@
+"""`python -m bench` (`make bench`): start the stack, measure, write bench/results/<date>-<sha>.md, print it.
+
+Everything it starts is stopped on the way out, on success, failure, Ctrl-C or SIGTERM.
+The exit status says whether the bench ran, not whether the targets were met.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+
+from automateos_devstack.testing import example_definition
+
+from .automateos import AutomateOS, chain_definition
+from .config import BenchConfig, load_config
+from .loadgen import choose
+from .machine import code_fingerprint, commit, machine
+from .phases import engine_phase, ingress_phase
+from .report import Report, observations, render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Say:
+    """Progress lines with the time since the start, on stdout as they happen."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def __call__(self, message: str) -> None:
+        sys.stdout.write(f"[{self.elapsed():6.1f}s] {message}\n")
+        sys.stdout.flush()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def report_path(out_dir: Path, started: datetime, short_sha: str, quick: bool) -> Path:
+    """<date>-<sha>[-quick].md, with -2, -3 ... when a run of the same day and commit is there already."""
+    stem = f"{started:%Y-%m-%d}-{short_sha}{'-quick' if quick else ''}"
+    path, n = out_dir / f"{stem}.md", 2
+    while path.exists():
+        path, n = out_dir / f"{stem}-{n}.md", n + 1
+    return path
+
+
+def measure(cfg: BenchConfig, target: AutomateOS, report: Report, say: Say) -> None:
+    with target:
+        if cfg.ingress_workers == 0:
+            target.stop_engine()
+        drain_s = cfg.drain_timeout_s if cfg.ingress_workers else 0.0  # no workers: nothing will drain
+        for connections in cfg.concurrency:
+            report.ingress.append(ingress_phase(
+                target, generator=report.generator, route="direct", connections=connections,
+                duration_s=cfg.duration_s, threads=cfg.wrk_threads, drain_timeout_s=drain_s,
+                log=target.log_dir / "loadgen.log", say=say))
+        if cfg.gateway:
+            report.ingress.append(ingress_phase(
+                target, generator=report.generator, route="gateway", connections=cfg.concurrency[0],
+                duration_s=cfg.duration_s, threads=cfg.wrk_threads, drain_timeout_s=drain_s,
+                log=target.log_dir / "loadgen.log", say=say))
+        report.memory_after_ingress = target.memory()
+        workflows = (("example", example_definition(f"{target.echo_url}/data")), ("chain", chain_definition()))
+        for worker_class in cfg.worker_classes or (None,):
+            for workers in cfg.workers:
+                for label, definition in workflows:
+                    report.engine.append(engine_phase(target, label=label, definition=definition, runs=cfg.runs,
+                                                      workers=workers, worker_class=worker_class,
+                                                      timeout_s=cfg.engine_timeout_s, say=say))
+        report.memory_end = target.memory()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load_config(argv)
+    except ValueError as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 2
+    say = Say()
+    started = datetime.now(timezone.utc)
+    out_dir = cfg.out_dir if cfg.out_dir.is_absolute() else ROOT / cfg.out_dir
+    report = Report(started=started, machine=machine(), commit=commit(ROOT), config=cfg,
+                    generator=choose(cfg.loadgen))
+    fingerprint = code_fingerprint(ROOT)
+    # Ctrl-C, kill and a closed terminal all end in `finally`, which stops everything. SIGINT explicitly:
+    # a shell that starts us in the background has it ignored, and `kill -INT` should still work.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    work_dir = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    report.log_dir = str(work_dir / "logs")
+    target = AutomateOS(work_dir, workers=max(1, cfg.ingress_workers), say=say)
+    say(f"bench{' (quick)' if cfg.quick else ''}: {report.machine.describe()}; load generator {report.generator}")
+    status = 0
+    try:
+        measure(cfg, target, report, say)
+    except KeyboardInterrupt:
+        report.notes.append("Interrupted: the results are partial.")
+        status = 130
+    except Exception as exc:
+        traceback.print_exc()
+        report.notes.append(f"Stopped early by an error, the results are partial: {exc}")
+        status = 1
+    finally:
+        target.stop()  # again: a no-op after a clean exit, the clean-up after a failed start
+        for scratch in ("data", "redis"):  # keep the logs; the append-only file is large and of no use
+            shutil.rmtree(work_dir / scratch, ignore_errors=True)
+    report.elapsed_s = say.elapsed()
+    report.notes[:0] = observations(report)
+    if code_fingerprint(ROOT) != fingerprint:
+        now = commit(ROOT)
+        report.notes.insert(0,
+            f"**The code under test changed during the run** (HEAD `{report.commit.short}` -> `{now.short}`, or "
+            "uncommitted changes): services started at the beginning ran the old code, the engine (restarted "
+            "per configuration) the code of its time. Rerun for numbers of one version.")
+    text = render(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = report_path(out_dir, started, report.commit.short, cfg.quick)
+    tmp = path.with_name(path.name + ".tmp")  # a half-written report never looks like a result
+    tmp.write_text(text)
+    tmp.replace(path)
+    sys.stdout.write(f"\n{text}\nwritten to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}\n")
+    return status

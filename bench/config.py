@@ -1,0 +1,147 @@
+"""The bench's settings: command-line flags over BENCH_* environment variables over defaults.
+
+BENCH_QUICK=1 changes the defaults only (a smoke run under two minutes); anything set
+explicitly still wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+LOADGENS = ("auto", "wrk", "python")
+WORKER_CLASSES = ("fork", "simple")
+
+# name: (full run, quick run)
+DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "duration_s": (30.0, 5.0),
+    "concurrency": ((16, 64), (16, 64)),
+    "gateway": (True, True),
+    "workers": ((1, 2, 4), (2,)),
+    "worker_classes": ((), ()),  # empty: the engine's own default (AUTOMATEOS_WORKER_CLASS's default)
+    "runs": (2000, 500),
+    "ingress_workers": (2, 2),
+    "loadgen": ("auto", "auto"),
+    "wrk_threads": (1, 1),
+    "drain_timeout_s": (45.0, 10.0),
+    "engine_timeout_s": (60.0, 20.0),
+    "out_dir": (Path("bench/results"), Path("bench/results")),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    quick: bool
+    duration_s: float  # each ingress phase
+    concurrency: tuple[int, ...]  # connections, one ingress phase each (direct to the ingress port)
+    gateway: bool  # one more phase through the dev gateway at the first concurrency
+    workers: tuple[int, ...]  # engine worker counts of the engine phase
+    worker_classes: tuple[str, ...]
+    runs: int  # runs per engine measurement
+    ingress_workers: int  # engine workers running (draining the queue) during the ingress phases; 0: engine stopped
+    loadgen: str
+    wrk_threads: int
+    drain_timeout_s: float  # longest wait after an ingress phase for its runs to be executed
+    engine_timeout_s: float  # longest engine measurement; the runs not started by then are discarded
+    out_dir: Path
+
+    def settings_rows(self) -> list[tuple[str, str]]:
+        """(name, value) of every setting, for the report."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ", ".join(str(v) for v in value) or "(engine default)"
+            out.append((f.name, str(value)))
+        return out
+
+
+def parse_ints(raw: str, name: str) -> tuple[int, ...]:
+    """"1,2, 4" -> (1, 2, 4); each a positive integer."""
+    try:
+        values = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated integers, got {raw!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"{name}: expected positive integers, got {raw!r}")
+    return values
+
+
+def parse_classes(raw: str) -> tuple[str, ...]:
+    values = tuple(part for part in raw.replace(" ", "").split(",") if part)
+    bad = [v for v in values if v not in WORKER_CLASSES]
+    if bad:
+        raise ValueError(f"BENCH_WORKER_CLASSES: unknown {', '.join(bad)} (known: {', '.join(WORKER_CLASSES)})")
+    return values
+
+
+def parse_bool(raw: str) -> bool:
+    return raw.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", default=None, help="5 s phases, fewer points (BENCH_QUICK=1)")
+    p.add_argument("--duration", dest="duration_s", help="seconds per ingress phase (BENCH_DURATION_S)")
+    p.add_argument("--concurrency", help="connections per ingress phase, e.g. 16,64 (BENCH_CONCURRENCY)")
+    p.add_argument("--gateway", help="1/0: also load the dev gateway at the first concurrency (BENCH_GATEWAY)")
+    p.add_argument("--workers", help="engine worker counts, e.g. 1,2,4 (BENCH_WORKERS)")
+    p.add_argument("--worker-classes", dest="worker_classes", help="fork,simple (BENCH_WORKER_CLASSES)")
+    p.add_argument("--runs", help="runs per engine measurement (BENCH_RUNS)")
+    p.add_argument("--ingress-workers", dest="ingress_workers",
+                   help="engine workers during the ingress phases (BENCH_INGRESS_WORKERS)")
+    p.add_argument("--loadgen", choices=LOADGENS, help="auto: wrk if installed, else Python (BENCH_LOADGEN)")
+    p.add_argument("--wrk-threads", dest="wrk_threads", help="wrk threads (BENCH_WRK_THREADS)")
+    p.add_argument("--drain-timeout", dest="drain_timeout_s",
+                   help="longest wait for an ingress phase's runs to execute (BENCH_DRAIN_TIMEOUT_S)")
+    p.add_argument("--engine-timeout", dest="engine_timeout_s",
+                   help="longest engine measurement, seconds (BENCH_ENGINE_TIMEOUT_S)")
+    p.add_argument("--out", dest="out_dir", help="report folder (BENCH_OUT)")
+    return p
+
+
+ENV = {"duration_s": "BENCH_DURATION_S", "concurrency": "BENCH_CONCURRENCY", "gateway": "BENCH_GATEWAY",
+       "workers": "BENCH_WORKERS", "worker_classes": "BENCH_WORKER_CLASSES", "runs": "BENCH_RUNS",
+       "ingress_workers": "BENCH_INGRESS_WORKERS", "loadgen": "BENCH_LOADGEN", "wrk_threads": "BENCH_WRK_THREADS",
+       "drain_timeout_s": "BENCH_DRAIN_TIMEOUT_S", "engine_timeout_s": "BENCH_ENGINE_TIMEOUT_S",
+       "out_dir": "BENCH_OUT"}
+
+
+def _convert(name: str, raw: str) -> Any:
+    if name in ("concurrency", "workers"):
+        return parse_ints(raw, ENV[name])
+    if name == "worker_classes":
+        return parse_classes(raw)
+    if name == "gateway":
+        return parse_bool(raw)
+    if name in ("duration_s", "drain_timeout_s", "engine_timeout_s"):
+        value = float(raw)
+        if value <= 0:
+            raise ValueError(f"{ENV[name]} must be positive, got {raw!r}")
+        return value
+    if name == "ingress_workers" and raw.strip() == "0":
+        return 0
+    if name in ("runs", "ingress_workers", "wrk_threads"):
+        return parse_ints(raw, ENV[name])[0]
+    if name == "loadgen":
+        if raw not in LOADGENS:
+            raise ValueError(f"BENCH_LOADGEN: one of {', '.join(LOADGENS)}, got {raw!r}")
+        return raw
+    return Path(raw)
+
+
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> BenchConfig:
+    env = os.environ if environ is None else environ
+    args = vars(_arg_parser().parse_args(argv))
+    quick = bool(args.pop("quick")) or parse_bool(env.get("BENCH_QUICK", ""))
+    values: dict[str, Any] = {}
+    for name, (full, fast) in DEFAULTS.items():
+        raw = args.get(name)
+        if raw is None:
+            raw = env.get(ENV[name]) or None
+        values[name] = (fast if quick else full) if raw is None else _convert(name, str(raw))
+    return BenchConfig(quick=quick, **values)

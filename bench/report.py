@@ -1,0 +1,268 @@
+"""The Markdown report: context, targets (pass/fail), ingress, engine and memory tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .config import BenchConfig
+from .machine import Commit, Machine
+from .phases import BODY, EngineResult, IngressResult
+from .target import ProcessMemory
+
+# The issue's targets.
+INGRESS_P99_MS = 10.0  # at 16 connections, direct to the ingress
+INGRESS_RPS = 2000.0  # accepted webhooks per second, direct (the best concurrency)
+ENGINE_RPS = 400.0  # runs/s of API.md's example with 2 workers
+STACK_MB = 400.0  # RSS of the four services after the run
+EXAMPLE = "example"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
+    """A GitHub Markdown table; `align` has one letter per column (l, r or c; default l)."""
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    marks = {"l": ":--", "r": "--:", "c": ":-:"}
+    rule = [marks.get(align[i] if i < len(align) else "l", ":--") for i in range(len(headers))]
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join(rule) + " |"]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row has {len(row)} cells, the table {len(headers)} columns: {row!r}")
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def verdict(passed: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "not measured"}[passed]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str
+    measured: str
+    passed: bool | None
+
+
+@dataclass
+class Report:
+    started: datetime
+    machine: Machine
+    commit: Commit
+    config: BenchConfig
+    generator: str
+    ingress: list[IngressResult] = field(default_factory=list)
+    engine: list[EngineResult] = field(default_factory=list)
+    memory_after_ingress: list[ProcessMemory] = field(default_factory=list)
+    memory_end: list[ProcessMemory] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    log_dir: str = ""
+
+
+def stack_rss_mb(memory: Sequence[ProcessMemory]) -> float | None:
+    counted = [p.memory.rss_mb for p in memory if p.in_total]
+    return sum(counted) if counted else None
+
+
+def checks(report: Report) -> list[Check]:
+    out = []
+    direct = [r for r in report.ingress if r.route == "direct"]
+    c16 = next((r for r in direct if r.load.connections == 16), None)
+    p99 = c16.load.latency.p99_us / 1000 if c16 and c16.load.latency else None
+    out.append(Check("ingress p99 latency at 16 connections", f"< {INGRESS_P99_MS:g} ms",
+                     "-" if p99 is None else f"{p99:.2f} ms", None if p99 is None else p99 < INGRESS_P99_MS))
+    best = max(direct, key=lambda r: r.load.ok_per_s, default=None)
+    out.append(Check("accepted webhooks per second", f">= {INGRESS_RPS:,.0f}/s",
+                     "-" if best is None else f"{best.load.ok_per_s:,.0f}/s (at {best.load.connections} connections)",
+                     None if best is None else best.load.ok_per_s >= INGRESS_RPS))
+    lost = sum(r.lost for r in report.ingress)
+    out.append(Check("accepted webhooks recorded as runs", "none lost",
+                     "-" if not report.ingress else f"{lost} lost of {sum(r.accepted for r in report.ingress):,}",
+                     None if not report.ingress else lost == 0))
+    example_2 = [e for e in report.engine if e.workflow == EXAMPLE and e.workers == 2]
+    if not example_2:
+        out.append(Check("engine: API.md example, 2 workers", f">= {ENGINE_RPS:g} runs/s", "-", None))
+    for e in example_2:
+        out.append(Check(f"engine: API.md example, 2 {e.worker_class} workers", f">= {ENGINE_RPS:g} runs/s",
+                         f"{e.runs_per_s:,.0f} runs/s", e.runs_per_s >= ENGINE_RPS))
+    if report.engine:
+        ran = sum(e.runs - e.discarded for e in report.engine)
+        bad = ran - sum(e.counts.succeeded for e in report.engine)
+        out.append(Check("engine runs succeeded", "all", f"{bad} of {ran:,} did not", bad == 0))
+    total = stack_rss_mb(report.memory_end)
+    out.append(Check("whole stack RSS after the run (four services)", f"< {STACK_MB:g} MB",
+                     "-" if total is None else f"{total:,.0f} MB", None if total is None else total < STACK_MB))
+    return out
+
+
+def _drained(r: IngressResult) -> str:
+    if r.drain_s is not None:
+        return f"{r.drain_s:.1f} s"
+    return f"no: {r.discarded:,} discarded"
+
+
+def _ingress_table(results: Sequence[IngressResult]) -> str:
+    rows = []
+    for r in results:
+        lat = r.load.latency
+        target = ""
+        if r.route == "direct":
+            target = f"≥{INGRESS_RPS:,.0f}/s {verdict(r.load.ok_per_s >= INGRESS_RPS)}"
+            if r.load.connections == 16 and lat is not None:
+                target += f"; p99<{INGRESS_P99_MS:g} ms {verdict(lat.p99_us / 1000 < INGRESS_P99_MS)}"
+        errors = ", ".join(f"{k} {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v) or "0"
+        rows.append([r.route, r.load.connections, num(r.load.ok_per_s), ms(lat.p50_us if lat else None),
+                     ms(lat.p95_us if lat else None), ms(lat.p99_us if lat else None),
+                     ms(lat.max_us if lat else None), errors, f"{r.accepted:,}", f"{r.counts.recorded:,}", r.lost,
+                     num(r.record_s, 1), _drained(r), target])
+    return markdown_table(
+        ["route", "connections", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "accepted",
+         "recorded", "lost", "recorded in s", "backlog executed in", "target"], rows, "lrrrrrrlrrrrll")
+
+
+def _runs(e: EngineResult) -> str:
+    return f"{e.runs:,}" if not e.discarded else f"{e.runs - e.discarded:,} (of {e.runs:,})"
+
+
+def _engine_table(results: Sequence[EngineResult]) -> str:
+    rows = []
+    for e in results:
+        target = ""
+        if e.workflow == EXAMPLE and e.workers == 2:
+            target = f"≥{ENGINE_RPS:g}/s {verdict(e.runs_per_s >= ENGINE_RPS)}"
+        worker = max((m.rss_mb for m in e.worker_memory), default=None)
+        rows.append([e.workflow, e.workers, e.worker_class, _runs(e), f"{e.counts.succeeded:,}",
+                     e.runs - e.discarded - e.counts.succeeded, num(e.counts.window_s, 2), num(e.runs_per_s),
+                     num(e.engine_s, 1),
+                     num(e.record_lag_s, 1) if e.record_lag_s is not None else f"> 60 ({e.recorded:,} in)",
+                     num(e.engine_memory.rss_mb), num(worker), target])
+    return markdown_table(
+        ["workflow", "workers", "class", "runs", "succeeded", "not succeeded", "window s", "runs/s", "engine s",
+         "recorder lag s", "engine RSS MB", "worker RSS MB (max)", "target"], rows, "lrlrrrrrrrrrl")
+
+
+def _cpu_table(results: Sequence[IngressResult]) -> str:
+    names: list[str] = []
+    for r in results:
+        names += [n for n in r.cpu if n not in names]
+    rows = [[r.route, r.load.connections, *(f"{r.cpu[n] * 100:.0f}" if n in r.cpu else "-" for n in names),
+             f"{sum(r.cpu.values()) * 100:.0f}"] for r in results]
+    return markdown_table(["route", "connections", *names, "sum"], rows, "lr" + "r" * (len(names) + 1))
+
+
+def _memory_table(after_ingress: Sequence[ProcessMemory], end: Sequence[ProcessMemory]) -> str:
+    before = {p.name: p for p in after_ingress}
+    rows = []
+    for p in end:
+        b = before.get(p.name)
+        rows.append([p.name, p.memory.processes, num(b.memory.rss_mb, 1) if b else "-", num(p.memory.rss_mb, 1),
+                     num(p.memory.pss_mb, 1), "yes" if p.in_total else "no", p.note])
+    total_end = stack_rss_mb(end)
+    total_before = stack_rss_mb(after_ingress)
+    pss = [p.memory.pss_mb for p in end if p.in_total]
+    pss_total = None if not pss or any(v is None for v in pss) else sum(v for v in pss if v is not None)
+    rows.append(["**stack total (in total = yes)**", sum(p.memory.processes for p in end if p.in_total),
+                 num(total_before, 1), f"**{num(total_end, 1)}**", num(pss_total, 1), "",
+                 f"target < {STACK_MB:g} MB: {verdict(None if total_end is None else total_end < STACK_MB)}"])
+    return markdown_table(["process (tree)", "processes", "RSS MB after ingress", "RSS MB at end", "PSS MB at end",
+                           "in total", "note"], rows, "lrrrrll")
+
+
+def render(report: Report) -> str:
+    cfg = report.config
+    parts = [
+        f"# AutomateOS bench, {report.started:%Y-%m-%d %H:%M} UTC{' (quick)' if cfg.quick else ''}",
+        "",
+        f"- commit: {report.commit.describe()}",
+        f"- machine: {report.machine.describe()}",
+        f"- load generator: {report.generator} (its own process, on the same machine)",
+        "- stack: auth, workflows, ingress, engine as processes (automateos_devstack.Stack) on PostgreSQL "
+        "(local, fsync off) and Redis (append-only, fsync every second), dev gateway in front",
+        f"- took {report.elapsed_s:.0f} s; service logs in {report.log_dir or '-'}",
+        "",
+        "## Targets",
+        "",
+        markdown_table(["target", "goal", "measured", "result"],
+                       [[c.name, c.target, c.measured, verdict(c.passed)] for c in checks(report)], "lllc"),
+        "",
+        "## Ingress: webhooks accepted",
+        "",
+        f"POST of a {len(BODY)}-byte JSON body to a trigger-only workflow's webhook, "
+        f"{cfg.duration_s:g} s per row, closed loop; {cfg.ingress_workers} engine worker(s) drain the queue meanwhile. "
+        "accepted = 2xx seen by the client; recorded = `executions` rows of the workflow in PostgreSQL "
+        "(may exceed accepted by requests in flight when the generator stopped); recorded in / backlog executed in: "
+        "seconds after the load ended (the engine keeps executing the queued runs; past the drain bound the rest "
+        "is discarded).",
+        "",
+        _ingress_table(report.ingress) if report.ingress else "(not measured)",
+        "",
+        "CPU during each load, in % of one CPU (the machine has "
+        f"{report.machine.cpus}): where the time goes. Process trees, reaped children included.",
+        "",
+        _cpu_table(report.ingress) if any(r.cpu for r in report.ingress) else "(not measured)",
+        "",
+        "## Engine: runs completed",
+        "",
+        f"{cfg.runs} runs per row put on the queue in one transaction while the workers wait idle; runs/s = runs "
+        "/ (last `completed_at` - first `started_at`) of the runs' state in Redis. engine s = release to an empty "
+        "queue with every run ended; recorder lag = from then until PostgreSQL has them all as finished. "
+        "example = API.md's webhook -> http_request (a local echo server in its own process) -> filter; "
+        "chain = webhook -> 9 transforms.",
+        "",
+        _engine_table(report.engine) if report.engine else "(not measured)",
+        "",
+        "## Memory (resident, summed over each process tree)",
+        "",
+        _memory_table(report.memory_after_ingress, report.memory_end) if report.memory_end else "(not measured)",
+        "",
+        "## Settings",
+        "",
+        markdown_table(["setting", "value"], cfg.settings_rows()),
+        "",
+    ]
+    if report.notes:
+        parts += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
+    return "\n".join(parts)
+
+
+def observations(report: Report) -> list[str]:
+    """What a reader should not miss: errors, lost or unfinished runs, waits that gave up."""
+    out = []
+    for r in report.ingress:
+        where = f"ingress via {r.route} at {r.load.connections} connections"
+        if r.load.errors:
+            detail = ", ".join(f"{k}: {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v)
+            out.append(f"{where}: {r.load.errors} errors ({detail}).")
+        if r.lost:
+            out.append(f"{where}: {r.lost} accepted webhooks were not recorded as runs within the wait.")
+        if r.drain_s is None and report.config.ingress_workers == 0:
+            out.append(f"{where}: the engine was stopped; the {r.discarded:,} queued runs were discarded.")
+        elif r.drain_s is None:
+            out.append(f"{where}: the engine had not executed the backlog {report.config.drain_timeout_s:g} s after "
+                       f"the load; {r.discarded:,} queued runs were discarded so the next phase starts clean.")
+    for e in report.engine:
+        where = f"engine {e.workflow} with {e.workers} {e.worker_class} workers"
+        if e.discarded:
+            out.append(f"{where}: {e.discarded:,} of {e.runs:,} runs had not started after "
+                       f"{report.config.engine_timeout_s:g} s and were discarded; the rate is over those that ran.")
+        if e.counts.finished < e.runs - e.discarded:
+            out.append(f"{where}: only {e.counts.finished} of {e.runs - e.discarded} runs ended within the wait.")
+        if e.failed:
+            out.append(f"{where}: {e.failed} runs failed or were cancelled.")
+        if e.record_lag_s is None:
+            out.append(f"{where}: the recorder had written {e.recorded} of {e.counts.finished} ended runs to "
+                       "PostgreSQL when the wait ended.")
+        if e.enqueue and not e.enqueue.startswith("one MULTI"):
+            out.append(f"{where}: runs enqueued by {e.enqueue} (the batched way failed), so the start is staggered.")
+    return out
