@@ -51,8 +51,9 @@ COMMANDS = {
              "--port", "8001"],
     "workflows": ["uvicorn", "automateos_workflows.main:create_app", "--factory", "--host", "0.0.0.0",
                   "--port", "8002"],
+    # No access log on the webhook path (automateos_ingress.fastpath logs refusals; runs are the record).
     "ingress": ["uvicorn", "automateos_ingress.main:create_app", "--factory", "--host", "0.0.0.0",
-                "--port", "8003"],
+                "--port", "8003", "--no-access-log"],
     "engine": ["python", "-m", "automateos_engine", "run", "--host", "0.0.0.0", "--port", "8004"],
 }
 # What each service must be given in compose (beyond that, anything it sets must be a real setting).

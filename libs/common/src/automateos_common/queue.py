@@ -13,6 +13,8 @@ import os
 import threading
 import time
 import uuid
+import zlib
+from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
@@ -20,8 +22,9 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
-from .runs import RunState, RunStore
+from .runs import CommandList, RunState, RunStore
 
 RUN_JOB = "automateos_engine.jobs.run_execution"
 # RQ's own limit on one job, a backstop only: a run is bounded by its node timeouts and its own
@@ -88,14 +91,63 @@ def new_run(*, workflow_id: int, owner_id: int, trigger: str, trigger_data: dict
     )
 
 
-def submit_commands(redis: Redis, queue: Queue, run: RunState) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+Command = tuple[tuple[Any, ...], dict[str, Any]]  # (args, options) as in a redis-py pipeline's command stack
+
+
+def submit_commands(redis: Redis, queue: Queue, run: RunState, jobs: JobTemplate | None = None) -> list[Command]:
     """The commands `submit_run` sends, recorded instead of sent: for a client of another kind (asyncio)
-    to send in its own MULTI/EXEC. RQ builds its part as always; nothing here talks to Redis."""
+    to send in its own MULTI/EXEC. With `jobs`, the job's part is RQ's recorded once (JobTemplate);
+    without, RQ builds it now. Nothing here talks to Redis (but RQ's first call asks its version)."""
+    if jobs is not None:
+        writes = CommandList()
+        RunStore(redis).write_new(writes, run)
+        return [*((args, {}) for args in writes.commands), *jobs.commands(run.id)]
     pipe = redis.pipeline(transaction=True)
     pipe.multi()  # as in submit_run: RQ starts its own MULTI unless one is open
     RunStore(redis).write_new(pipe, run)
     enqueue_run(queue, run.id, pipeline=pipe)
     return [(tuple(args), dict(options)) for args, options in pipe.command_stack]
+
+
+class JobTemplate:
+    """The commands RQ sends to enqueue a run's job (`enqueue_run`), recorded once for a stand-in id
+    and replayed for each run with its id and the time: what RQ would write, without building a Job
+    per webhook (RQ's `enqueue_call` costs more than the rest of the ingress's work together).
+
+    Replaying substitutes the id wherever it appears (keys, description, the job's compressed call
+    data) and sets `created_at`/`enqueued_at` to now, as RQ does; `test_queue` holds the result to
+    RQ's own commands, so an RQ upgrade that writes something else fails there, not in production.
+    """
+
+    STAND_IN = "00000000-0000-7000-8000-000000000000"
+    NOW_FIELDS = frozenset({"created_at", "enqueued_at"})
+
+    def __init__(self, queue: Queue) -> None:
+        pipe = queue.connection.pipeline(transaction=True)
+        pipe.multi()
+        enqueue_run(queue, self.STAND_IN, pipeline=pipe)
+        self.template: list[Command] = [(tuple(args), dict(opts)) for args, opts in pipe.command_stack]
+        if not any(self.STAND_IN in str(args) for args, _ in self.template):
+            raise RuntimeError("RQ's enqueue commands do not name the job id: cannot replay them")
+
+    def commands(self, job_id: str, now: datetime | None = None) -> list[Command]:
+        stamp = utcformat(now or datetime.now(timezone.utc))
+        stand_in, out = self.STAND_IN, []
+        for args, opts in self.template:
+            if args[0] != "HSET":
+                out.append((tuple(a.replace(stand_in, job_id) if isinstance(a, str) else a for a in args), opts))
+                continue
+            new: list[Any] = [args[0], args[1].replace(stand_in, job_id)]
+            for name, value in zip(args[2::2], args[3::2], strict=True):
+                if name in self.NOW_FIELDS:
+                    value = stamp
+                elif name == "data" and isinstance(value, bytes):
+                    value = zlib.compress(zlib.decompress(value).replace(stand_in.encode(), job_id.encode()))
+                elif isinstance(value, str):
+                    value = value.replace(stand_in, job_id)
+                new += (name, value)
+            out.append((tuple(new), opts))
+        return out
 
 
 def accept_run(redis: Redis, queue: Queue, *, workflow_id: int, owner_id: int, trigger: str,

@@ -265,6 +265,24 @@ def _decode_hash(raw: Mapping[bytes, bytes]) -> RunState | None:
     )
 
 
+class CommandList:
+    """Takes RunStore's writes as argument tuples instead of a redis-py pipeline: for a client of another
+    kind (automateos_common.fastredis) to send, without building a Pipeline per webhook. The commands
+    are the ones redis-py would send for the same calls (test_async_submit compares them)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def hset(self, name: str, *, mapping: Mapping[str, bytes | str | int]) -> None:
+        self.commands.append(("HSET", name, *(x for item in mapping.items() for x in item)))
+
+    def hincrby(self, name: str, key: str, amount: int = 1) -> None:
+        self.commands.append(("HINCRBY", name, key, amount))
+
+    def xadd(self, name: str, fields: Mapping[str, str]) -> None:
+        self.commands.append(("XADD", name, "*", *(x for item in fields.items() for x in item)))
+
+
 class RunStore:
     """Reads and writes run state in Redis. Writes go through a pipeline the caller executes."""
 
@@ -275,7 +293,7 @@ class RunStore:
     def key(run_id: str) -> str:
         return RUN_KEY.format(run_id)
 
-    def write_new(self, pipe: Pipeline, run: RunState) -> None:
+    def write_new(self, pipe: Pipeline | CommandList, run: RunState) -> None:
         """A new run (queued). Steps it already has (a replay's copied steps) are written too."""
         key = self.key(run.id)
         mapping: dict[str, bytes] = {

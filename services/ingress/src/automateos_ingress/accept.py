@@ -3,9 +3,10 @@
 The database is never touched here. Only when Redis has lost the catalog (no ready marker)
 does a miss ask the workflows service, which also republishes the entry.
 
-Both round trips go through an asyncio Redis client, so many webhooks wait on Redis at once on
-the event loop, with no thread per request. The run and its RQ job are the very commands
-`accept_run` sends (RQ builds them; `submit_commands` records them), in one MULTI/EXEC.
+Both round trips go through a pipelining asyncio client (automateos_common.fastredis), so many
+webhooks wait on Redis at once on the event loop, with no thread per request, and those of one
+loop iteration share a write. The run and its RQ job are the very commands `accept_run` sends
+(`submit_commands` records them; RQ's part once, as a JobTemplate), in one MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 import anyio
 import httpx
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from rq import Queue
 
 from automateos_common import catalog
 from automateos_common.errors import MethodNotAllowedError, NotFoundError, ServiceUnavailableError
+from automateos_common.fastredis import PipelinedRedis
 from automateos_common.internal import INTERNAL_HEADER
-from automateos_common.queue import accept_run, new_run, submit_commands
+from automateos_common.queue import JobTemplate, accept_run, new_run, submit_commands
 from automateos_common.runs import RunState
 
 
@@ -34,7 +35,8 @@ class Acceptor:
     workflows_url: str
     internal_secret: str
     http: httpx.Client
-    aredis: AsyncRedis | None = None  # the hot path's client; None: everything goes through `redis`
+    aredis: PipelinedRedis | None = None  # the hot path's client; None: everything goes through `redis`
+    jobs: JobTemplate | None = None  # RQ's enqueue commands, recorded at the first webhook
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -95,7 +97,7 @@ class Acceptor:
 
     async def _resolve_hook_async(self, token: str) -> catalog.HookTarget:
         assert self.aredis is not None
-        raw, ready = await self.aredis.mget(catalog.hook_lookup_keys(token))
+        raw, ready = await self.aredis.execute("MGET", *catalog.hook_lookup_keys(token))
         target = catalog.parse_hook_value(raw)
         if target is None and ready is None:  # the catalog is gone: ask (rare, blocking: on a thread)
             return await anyio.to_thread.run_sync(self.resolve_hook, token)
@@ -106,10 +108,11 @@ class Acceptor:
     async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
         assert self.aredis is not None
         run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data)
-        async with self.aredis.pipeline(transaction=True) as pipe:
-            for args, options in submit_commands(self.redis, self.queue, run):
-                pipe.execute_command(*args, **options)
-            await pipe.execute()
+        if self.jobs is None:  # once: RQ asks Redis its version (blocking), so on a thread
+            self.jobs = await anyio.to_thread.run_sync(JobTemplate, self.queue)
+        commands = submit_commands(self.redis, self.queue, run, self.jobs)
+        assert not any(options for _, options in commands), "only plain commands are replayed"
+        await self.aredis.transaction([args for args, _ in commands])
         return run
 
     async def webhook_async(self, token: str, data: dict[str, Any]) -> RunState:

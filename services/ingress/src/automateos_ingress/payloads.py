@@ -8,11 +8,11 @@ lost), form-encoded as an object, text as a string, anything else as
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import orjson
-from starlette.datastructures import Headers, QueryParams
 
 from automateos_common.errors import PayloadTooLargeError
 from automateos_common.internal import INTERNAL_HEADER
@@ -69,10 +69,23 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
     return {"encoding": "base64", "content_type": ctype or None, "data": base64.b64encode(body).decode()}
 
 
-def trigger_data(*, payload: Any, headers: Headers, query: QueryParams, method: str) -> dict[str, Any]:
+def trigger_data(*, payload: Any, headers: Iterable[tuple[str, str]], query: Iterable[tuple[str, str]],
+                 method: str) -> dict[str, Any]:
+    """`headers` and `query` as (name, value) pairs in request order (Starlette's `headers.items()`,
+    `query_params.multi_items()`, or `raw_headers`/`query_pairs` of the ASGI scope)."""
     return {
         "payload": payload,
-        "headers": {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS},
-        "query": _multi(list(query.multi_items())),
+        "headers": {k: v for k, v in headers if k.lower() not in DROPPED_HEADERS},
+        "query": _multi(list(query)),
         "method": method,
     }
+
+
+def raw_headers(scope_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """An ASGI scope's headers as Starlette's `Headers.items()` gives them (lower-case names, latin-1)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope_headers]
+
+
+def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
+    """An ASGI scope's query string as Starlette's `QueryParams.multi_items()` gives it."""
+    return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)

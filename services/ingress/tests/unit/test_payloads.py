@@ -37,7 +37,8 @@ def test_binary_payload_is_base64():
 def test_credentials_and_hop_by_hop_headers_never_reach_the_run():
     headers = Headers({"Authorization": "Bearer x", "Cookie": "s=1", "X-AutomateOS-Internal": "k",
                        "Connection": "keep-alive", "X-GitHub-Event": "push", "Content-Type": "application/json"})
-    data = trigger_data(payload={"a": 1}, headers=headers, query=QueryParams("x=1&x=2&y=3"), method="POST")
+    data = trigger_data(payload={"a": 1}, headers=headers.items(), query=QueryParams("x=1&x=2&y=3").multi_items(),
+                        method="POST")
     assert data == {"payload": {"a": 1}, "headers": {"x-github-event": "push", "content-type": "application/json"},
                     "query": {"x": ["1", "2"], "y": "3"}, "method": "POST"}
 

@@ -61,6 +61,32 @@ def _step_rows(run: RunState, limit: int) -> list[dict[str, Any]]:
     } for s in run.steps]
 
 
+_UPSERTS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _upsert_statements(engine: Engine) -> tuple[Any, Any]:
+    """INSERT ... ON CONFLICT DO UPDATE for runs (newer rev only, RETURNING id) and steps, built once per
+    dialect and executed with a list of rows: SQLAlchemy caches the compiled form and sends the rows as
+    multi-row VALUES batches ("insertmanyvalues"), instead of compiling a statement the size of each batch."""
+    cache_key = (engine.dialect.name, str(engine.url))
+    if cache_key in _UPSERTS:
+        return _UPSERTS[cache_key]
+    ex_table: Table = Execution.__table__  # type: ignore[attr-defined]
+    st_table: Table = ExecutionStep.__table__  # type: ignore[attr-defined]
+    stmt = _insert(engine, ex_table)
+    updatable = [c.name for c in ex_table.columns if c.name not in ("id", "workflow_id", "owner_id", "created_at")]
+    runs = stmt.on_conflict_do_update(
+        index_elements=["id"], set_={c: stmt.excluded[c] for c in updatable},
+        where=ex_table.c.rev < stmt.excluded.rev,
+    ).returning(ex_table.c.id)
+    sstmt = _insert(engine, st_table)
+    scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "key")]
+    steps = sstmt.on_conflict_do_update(index_elements=["execution_id", "key"],
+                                        set_={c: sstmt.excluded[c] for c in scols})
+    _UPSERTS[cache_key] = (runs, steps)
+    return runs, steps
+
+
 def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
                 limit: int = DEFAULT_VALUE_LIMIT) -> list[str]:
     """Write runs and their steps; returns the ids whose row was written (newer rev).
@@ -70,29 +96,18 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
     """
     if not runs:
         return []
-    ex_table: Table = Execution.__table__  # type: ignore[attr-defined]
-    st_table: Table = ExecutionStep.__table__  # type: ignore[attr-defined]
-    stmt = _insert(engine, ex_table).values([_run_row(r, limit) for r in runs])
-    updatable = [c.name for c in ex_table.columns if c.name not in ("id", "workflow_id", "owner_id", "created_at")]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["id"], set_={c: stmt.excluded[c] for c in updatable},
-        where=ex_table.c.rev < stmt.excluded.rev,
-    ).returning(ex_table.c.id)
-    written = set(session.execute(stmt).scalars().all())
+    run_stmt, step_stmt = _upsert_statements(engine)
+    written = set(session.execute(run_stmt, [_run_row(r, limit) for r in runs]).scalars().all())
     step_rows = [row for r in runs if r.id in written for row in _step_rows(r, limit)]
     if step_rows:
-        sstmt = _insert(engine, st_table).values(step_rows)
-        scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "key")]
-        sstmt = sstmt.on_conflict_do_update(index_elements=["execution_id", "key"],
-                                            set_={c: sstmt.excluded[c] for c in scols})
-        session.execute(sstmt)
+        session.execute(step_stmt, step_rows)
     return [r.id for r in runs if r.id in written]
 
 
 class Recorder:
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
                  consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS,
-                 value_limit: int = DEFAULT_VALUE_LIMIT) -> None:
+                 value_limit: int = DEFAULT_VALUE_LIMIT, linger_ms: int = 0) -> None:
         self.engine = engine
         self.value_limit = value_limit  # AUTOMATEOS_STEP_OUTPUT_MAX_BYTES
         self.redis = redis
@@ -101,6 +116,8 @@ class Recorder:
         self.finished_ttl_s = finished_ttl_s
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
+        self.linger_s = linger_ms / 1000  # after a short batch, let events gather before reading again
+        self.last_entries = 0  # stream entries the last step() read
 
     def ensure_group(self) -> None:
         try:
@@ -150,7 +167,9 @@ class Recorder:
         """Process one batch; returns the number of runs recorded."""
         resp: Any = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch,
                                           block=block_ms)
-        return self._record(resp[0][1] if resp else [])
+        entries = resp[0][1] if resp else []
+        self.last_entries = len(entries)
+        return self._record(entries)
 
     def recover(self) -> int:
         """Take over entries another (dead) consumer read but never acknowledged, and our own."""
@@ -179,6 +198,8 @@ class Recorder:
                     self.recover()  # entries a dead replica read but never recorded
                     next_recover = time.monotonic() + self.claim_idle_ms / 1000
                 self.step()
+                if 0 < self.last_entries < self.batch and self.linger_s:
+                    stop.wait(self.linger_s)
             except (RedisError, OSError) as exc:
                 log.warning("recorder: Redis unavailable (%s); retrying", exc)
                 ready = False

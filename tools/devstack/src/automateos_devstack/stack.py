@@ -22,9 +22,9 @@ import httpx
 from .gateway import DEFAULT_PORTS, SERVICES
 
 
-def _uvicorn(app: str, port: int) -> list[str]:
+def _uvicorn(app: str, port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "info", "--no-server-header"]
+            "--log-level", "info", "--no-server-header", *extra]
 
 
 @dataclass
@@ -52,7 +52,9 @@ class Stack:
         return {
             "auth": lambda: _uvicorn("automateos_auth.main:create_app", port),
             "workflows": lambda: _uvicorn("automateos_workflows.main:create_app", port),
-            "ingress": lambda: _uvicorn("automateos_ingress.main:create_app", port),
+            # No access log: a line per webhook costs as much as accepting it; runs are the record
+            # (automateos_ingress.fastpath logs refusals).
+            "ingress": lambda: _uvicorn("automateos_ingress.main:create_app", port, "--no-access-log"),
             "engine": lambda: [sys.executable, "-m", "automateos_engine", "run", "--workers", str(self.workers),
                                "--port", str(port)],
             "gateway": lambda: _uvicorn("automateos_devstack.gateway:create_app", port),

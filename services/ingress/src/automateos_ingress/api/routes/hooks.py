@@ -34,7 +34,8 @@ async def webhook(token: str, request: Request) -> JSONResponse:
     """
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     data = trigger_data(payload=parse_payload(body, request.headers.get("content-type")),
-                        headers=request.headers, query=request.query_params, method=request.method)
+                        headers=request.headers.items(), query=request.query_params.multi_items(),
+                        method=request.method)
     acceptor: Acceptor = request.app.state.acceptor
     run = await acceptor.webhook_async(token, data)
     return _accepted(run.id)
@@ -48,7 +49,8 @@ async def execute(workflow_id: int, request: Request, user: CurrentPrincipal) ->
         payload = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:
         raise ValidationError("Body must be JSON", field="body", issue="not valid JSON") from None
-    data = trigger_data(payload=payload, headers=request.headers, query=request.query_params, method=request.method)
+    data = trigger_data(payload=payload, headers=request.headers.items(), query=request.query_params.multi_items(),
+                        method=request.method)
     acceptor: Acceptor = request.app.state.acceptor
     run = await anyio.to_thread.run_sync(acceptor.manual, workflow_id, user.user_id, data)
     return _accepted(run.id)

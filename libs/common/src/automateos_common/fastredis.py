@@ -1,0 +1,209 @@
+"""A pipelining asyncio Redis client for the ingress hot path: hiredis packs and parses, nothing else.
+
+redis-py's asyncio client spends several hundred microseconds of Python per command (packing
+in Python, a pool checkout, a timeout context and a parser call per reply): more than the rest
+of a webhook's work together. The ingress sends two things per webhook, a lookup and one
+MULTI/EXEC, so it talks to Redis through this instead; every other caller keeps redis-py.
+
+How it works: a few connections (`size`), each an asyncio Protocol with a FIFO of waiting
+requests. A request is written with the ones other coroutines made in the same event-loop
+iteration (one send for many webhooks under load) and its replies are taken off the stream in
+order, parsed by hiredis in C. A MULTI ... EXEC block is written whole, so it never interleaves
+with another coroutine's commands. Errors are redis-py's classes (`RedisError` and subclasses):
+a reply error raises `ResponseError`, a lost or unreachable server `ConnectionError`, no answer
+within `timeout` `TimeoutError` (and the connection is dropped, since its replies could no longer
+be matched to requests). A dropped connection is opened again on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+Args = Sequence[Any]
+
+
+class _Request:
+    __slots__ = ("future", "replies", "wanted")
+
+    def __init__(self, future: asyncio.Future[list[Any]], wanted: int) -> None:
+        self.future = future
+        self.wanted = wanted
+        self.replies: list[Any] = []
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader(replyError=ResponseError)
+        self.waiting: deque[_Request] = deque()
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        self.closed = False
+        self.gone: asyncio.Future[None] = loop.create_future()  # done when the transport has let go
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiting = self.waiting
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(ConnectionError(f"Redis protocol error: {exc}"))
+                return
+            if reply is False:
+                return
+            if not waiting:  # a reply nobody asked for: the stream is out of step
+                self._fail(ConnectionError("unexpected reply from Redis"))
+                return
+            request = waiting[0]
+            request.replies.append(reply)
+            if len(request.replies) == request.wanted:
+                waiting.popleft()
+                if not request.future.done():
+                    request.future.set_result(request.replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"Connection to Redis lost: {exc}" if exc else "Connection to Redis closed"))
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    # -- ours
+    def send(self, payload: bytes, wanted: int) -> asyncio.Future[list[Any]]:
+        if self.closed or self.transport is None:
+            raise ConnectionError("Connection to Redis closed")
+        future: asyncio.Future[list[Any]] = self.loop.create_future()
+        self.waiting.append(_Request(future, wanted))
+        self.out.append(payload)
+        if not self.flush_scheduled:  # everything asked in this loop iteration goes in one write
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        if self.out and self.transport is not None and not self.closed:
+            data, self.out = b"".join(self.out), []
+            self.transport.write(data)
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        while self.waiting:
+            request = self.waiting.popleft()
+            if not request.future.done():
+                request.future.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        self._fail(ConnectionError("Connection to Redis closed"))
+
+
+class PipelinedRedis:
+    def __init__(self, host: str = "127.0.0.1", port: int = 6379, *, db: int = 0, username: str | None = None,
+                 password: str | None = None, size: int = 2, timeout: float = 5.0,
+                 connect_timeout: float = 2.0) -> None:
+        self.host, self.port, self.db = host, port, db
+        self.username, self.password = username, password
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self._slots: list[_Connection | None] = [None] * max(1, size)
+        self._connecting: list[asyncio.Lock] = [asyncio.Lock() for _ in self._slots]
+        self._next = 0
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> PipelinedRedis:
+        """redis://[[user]:password@]host[:port][/db] (the form REDIS_URL takes); no TLS."""
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            raise ValueError(f"PipelinedRedis supports redis:// URLs only, not {parts.scheme}://")
+        db = int(parts.path.lstrip("/") or 0)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, db=db,
+                   username=unquote(parts.username) if parts.username else None,
+                   password=unquote(parts.password) if parts.password else None, **kwargs)
+
+    async def _connection(self) -> _Connection:
+        i = self._next = (self._next + 1) % len(self._slots)
+        conn = self._slots[i]
+        if conn is not None and not conn.closed:
+            return conn
+        async with self._connecting[i]:
+            conn = self._slots[i]
+            if conn is not None and not conn.closed:
+                return conn
+            loop = asyncio.get_running_loop()
+            try:
+                _, new = await asyncio.wait_for(
+                    loop.create_connection(lambda: _Connection(loop), self.host, self.port), self.connect_timeout)
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise ConnectionError(f"Cannot connect to Redis at {self.host}:{self.port}: {exc!r}") from None
+            hello: list[Args] = []
+            if self.password is not None:
+                hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+            if self.db:
+                hello.append(("SELECT", self.db))
+            if hello:
+                try:
+                    await self._wait(new, new.send(b"".join(hiredis.pack_command(tuple(c)) for c in hello),
+                                                   len(hello)))
+                except BaseException:
+                    new.close()  # refused (a wrong password): never handed out
+                    raise
+            self._slots[i] = new
+            return new
+
+    async def _wait(self, conn: _Connection, future: asyncio.Future[list[Any]]) -> list[Any]:
+        try:
+            replies = await asyncio.wait_for(future, self.timeout)
+        except asyncio.TimeoutError:
+            conn.close()  # replies that come later could not be matched to their requests
+            raise TimeoutError(f"No answer from Redis within {self.timeout:g} s") from None
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    async def execute(self, *args: Any) -> Any:
+        """One command; its reply."""
+        conn = await self._connection()
+        return (await self._wait(conn, conn.send(hiredis.pack_command(args), 1)))[0]
+
+    async def transaction(self, commands: Sequence[Args]) -> list[Any]:
+        """MULTI, the commands, EXEC, written as one block; the replies of the commands (EXEC's array).
+
+        A command Redis refuses at queueing time aborts the whole transaction (EXECABORT); one that
+        fails while executing is raised as its ResponseError after the others have run (Redis has no
+        rollback)."""
+        payload = b"".join([b"*1\r\n$5\r\nMULTI\r\n", *(hiredis.pack_command(tuple(c)) for c in commands),
+                            b"*1\r\n$4\r\nEXEC\r\n"])
+        conn = await self._connection()
+        try:
+            replies = await self._wait(conn, conn.send(payload, len(commands) + 2))
+        except ResponseError as exc:
+            raise ResponseError(f"Transaction refused: {exc}") from None
+        result = replies[-1]
+        if result is None:
+            raise ResponseError("Transaction aborted")
+        for reply in result:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return list(result)
+
+    async def aclose(self) -> None:
+        for i, conn in enumerate(self._slots):
+            self._slots[i] = None
+            if conn is not None:
+                conn.close()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(conn.gone), 1.0)

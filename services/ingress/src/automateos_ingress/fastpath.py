@@ -1,0 +1,92 @@
+"""`/hooks/{token}` as plain ASGI, in front of FastAPI: the one route that must be fast.
+
+A webhook needs no dependency injection, no validation of path types and no response model,
+yet FastAPI's routing and request machinery cost more than the work itself (two Redis round
+trips). This middleware answers webhooks directly with the same functions the FastAPI route
+uses (`payloads`, `Acceptor.webhook_async`) and the same error envelope; the FastAPI route stays
+for the OpenAPI document and answers whatever this does not take (other methods, other paths).
+`tests/integration/test_fastpath.py` holds the two to the same answers.
+
+Accepted webhooks are not access-logged (the run is their record, and a line per webhook costs
+as much as accepting it); refusals are logged at INFO with the token redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from automateos_common.errors import AutomateOSError, error_body
+
+from .payloads import parse_payload, query_pairs, raw_headers, read_body, trigger_data
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/hooks/"
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})  # the FastAPI route's; others go to it (405)
+_JSON = (b"content-type", b"application/json")
+
+
+class WebhookFastPath:
+    def __init__(self, app: ASGIApp, *, max_body: int | None = None) -> None:
+        self.app = app
+        self.max_body = get_settings().max_body_bytes if max_body is None else max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX) or scope["method"] not in METHODS:
+            await self.app(scope, receive, send)
+            return
+        token = path[len(PREFIX):]
+        if not token or "/" in token:
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, body, headers = await self._accept(scope, receive, token)
+        except ClientDisconnected:  # gone before its body arrived: nothing was accepted, no one to answer
+            return
+        except AutomateOSError as exc:
+            if exc.status_code >= 500:
+                log.error("webhook %s: %s: %s", scope["method"], type(exc).__name__, exc.message)
+            else:
+                log.info("webhook %s /hooks/<redacted>: %s %s", scope["method"], exc.status_code, exc.code)
+            status, body = exc.status_code, orjson.dumps(error_body(exc.code, exc.message, exc.details))
+            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
+        except Exception:
+            log.exception("unhandled error in webhook")  # the traceback to the log, never to the client
+            status, body, headers = 500, orjson.dumps(error_body("INTERNAL_ERROR", "Internal error")), []
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        pairs = raw_headers(scope["headers"])
+        lookup = dict(pairs)
+        body = await read_body(_body_chunks(receive), lookup.get("content-length"), self.max_body)
+        data = trigger_data(payload=parse_payload(body, lookup.get("content-type")), headers=pairs,
+                            query=query_pairs(scope.get("query_string", b"")), method=scope["method"])
+        acceptor: Any = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
+        run = await acceptor.webhook_async(token, data)
+        return 202, accepted_body(run.id), [(b"location", f"/api/v1/logs/{run.id}".encode())]
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def accepted_body(execution_id: str) -> bytes:
+    return orjson.dumps({"execution_id": execution_id, "status": "queued"})
+
+
+async def _body_chunks(receive: Receive) -> Any:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
