@@ -1,33 +1,73 @@
-"""The local HTTP API the example workflow's http_request node calls, in its own process.
+"""The local HTTP API the example workflow's HTTP node calls (AutomateOS's and n8n's), in its own process.
 
-`python -m bench.echo` starts automateos_devstack's EchoServer, prints its port on the first
-line, and serves until SIGTERM/SIGINT. A process of its own so that answering the engine's
-calls never competes with the bench's bookkeeping for the interpreter lock.
+`python -m bench.echo` prints its port on the first line and serves until SIGTERM/SIGINT. It
+answers any method and path with 200 and `{"echo": <the JSON body>, "method", "path"}`, over
+HTTP/1.1 with keep-alive, as a real API does (uvicorn, httptools, uvloop, a plain ASGI app): the
+peer's cost, not the bench's, is what gets measured. devstack's EchoServer (http.server, a
+thread and a connection per request) would cost more than the runs calling it.
 """
 
 from __future__ import annotations
 
-import signal
+import asyncio
+import json
 import sys
-import threading
-from types import FrameType
+from typing import Any
 
-from automateos_devstack.testing import EchoServer
+import uvicorn
+
+from automateos_devstack.servers import free_port
+
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    raw = b"".join(chunks)
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode(errors="replace")
+    out = json.dumps({"echo": body, "method": scope["method"], "path": scope["path"]}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
 
 
 def main() -> None:
-    stop = threading.Event()
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                            loop="uvloop", http="httptools", lifespan="on", server_header=False,
+                            date_header=False)
+    server = uvicorn.Server(config)
 
-    def _on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with EchoServer() as echo:
-        sys.stdout.write(f"{echo.port}\n")
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it
+                return
+            await asyncio.sleep(0.01)
+        sys.stdout.write(f"{port}\n")
         sys.stdout.flush()
-        while not stop.wait(5.0):
-            echo.requests.clear()  # it keeps every request it saw; a bench sends tens of thousands
+        await task  # uvicorn handles SIGTERM/SIGINT: a graceful stop
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

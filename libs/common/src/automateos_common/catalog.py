@@ -12,6 +12,7 @@ rebuilt in full when it starts and periodically:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +94,14 @@ def lookup_workflow(redis: Redis, workflow_id: int) -> tuple[CatalogEntry | None
     pipe.hgetall(WF_KEY.format(workflow_id))
     pipe.exists(READY_KEY)
     raw, ready = pipe.execute()
+    return entry_from_hash(workflow_id, raw), bool(ready)
+
+
+def entry_from_hash(workflow_id: int, raw: Mapping[bytes, bytes] | None) -> CatalogEntry | None:
+    """The entry from its `aos:wf:{id}` hash as HGETALL answers it (None when it has no fields)."""
     if not raw:
-        return None, bool(ready)
+        return None
     return CatalogEntry(
         workflow_id=workflow_id, owner_id=int(raw[b"owner"]), is_active=raw[b"active"] == b"1",
         version=int(raw[b"version"]), definition=loads(raw[b"definition"]), webhook_token="",
-    ), bool(ready)
+    )

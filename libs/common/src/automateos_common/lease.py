@@ -23,6 +23,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 
 LEASE_KEY = "aos:lease:{}"
 DUE_KEY = "aos:due"
@@ -33,6 +34,31 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+
+# A pick-up in one round trip: _ACQUIRE, the run's hash, and, for a run that has not pinned its
+# definition yet, its workflow's catalog entry (the workflow id is read from the run's meta JSON).
+# KEYS: lease, due, run hash. ARGV: token, ms, due time, run id, catalog key prefix, catalog ready key.
+# Returns {acquired, run hash (flat), catalog entry (flat, or empty), catalog ready (0/1)}.
+_ACQUIRE_AND_READ = """
+local acquired = 0
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  acquired = 1
+end
+local run = redis.call('HGETALL', KEYS[3])
+local entry, ready = {}, 0
+if acquired == 1 and redis.call('HEXISTS', KEYS[3], 'definition') == 0 then
+  local meta = redis.call('HGET', KEYS[3], 'meta')
+  if meta then
+    local ok, decoded = pcall(cjson.decode, meta)
+    if ok and type(decoded) == 'table' and type(decoded['workflow_id']) == 'number' then
+      entry = redis.call('HGETALL', ARGV[5] .. string.format('%d', decoded['workflow_id']))
+      ready = redis.call('EXISTS', ARGV[6])
+    end
+  end
+end
+return {acquired, run, entry, ready}
 """
 
 _RENEW = """
@@ -73,10 +99,20 @@ def lease_key(run_id: str) -> str:
     return LEASE_KEY.format(run_id)
 
 
+def _call(script: Script, source: str, keys: list[str], args: list[Any], pipe: Pipeline | None) -> Any:
+    """A script directly (EVALSHA, loaded on first use), or queued in `pipe` as EVAL with its source:
+    redis-py checks a pipeline's registered scripts with SCRIPT EXISTS first, one more round trip on
+    every execute; EVAL costs only the source's bytes (Redis keeps the compiled script by its SHA)."""
+    if pipe is None:
+        return script(keys=keys, args=args)
+    return pipe.eval(source, len(keys), *keys, *args)
+
+
 class Leases:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._acquire = redis.register_script(_ACQUIRE)
+        self._acquire_and_read = redis.register_script(_ACQUIRE_AND_READ)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
@@ -86,21 +122,32 @@ class Leases:
 
         With `pipe`, the call is queued there and its answer comes from `pipe.execute()`."""
         ms = max(1, int(ttl_s * 1000))
-        return bool(self._acquire(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id],
-                                  client=pipe))
+        return bool(_call(self._acquire, _ACQUIRE, [lease_key(run_id), DUE_KEY],
+                          [token, ms, time.time() + ttl_s, run_id], pipe))
+
+    def acquire_and_read(self, run_id: str, token: str, ttl_s: float, *, run_key: str, catalog_prefix: str,
+                         ready_key: str, pipe: Pipeline | None = None) -> Any:
+        """`acquire`, and read the run's hash and (when the lease was taken and the run has no pinned
+        definition) its workflow's catalog hash, in one script: a worker's pick-up in one round trip.
+
+        Answers [acquired (0/1), run hash (flat list), catalog hash (flat list, empty when not read or
+        absent), catalog ready (0/1)]; with `pipe`, from `pipe.execute()`."""
+        ms = max(1, int(ttl_s * 1000))
+        return _call(self._acquire_and_read, _ACQUIRE_AND_READ, [lease_key(run_id), DUE_KEY, run_key],
+                     [token, ms, time.time() + ttl_s, run_id, catalog_prefix, ready_key], pipe)
 
     def renew(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | None = None) -> bool:
         """Extend our lease; False when it is no longer ours (it expired and someone took the run)."""
         ms = max(1, int(ttl_s * 1000))
-        return bool(self._renew(keys=[lease_key(run_id), DUE_KEY], args=[token, ms, time.time() + ttl_s, run_id],
-                                client=pipe))
+        return bool(_call(self._renew, _RENEW, [lease_key(run_id), DUE_KEY],
+                          [token, ms, time.time() + ttl_s, run_id], pipe))
 
     def release(self, run_id: str, token: str, *, due_at: float | None, pipe: Pipeline | None = None) -> bool:
         """Give the lease up; `due_at` (Unix time) is when the run needs a worker again, None: never.
 
         With `pipe`, the call is queued there (with the run's last write, say) and answers on execute."""
         arg: Any = "" if due_at is None else repr(float(due_at))
-        return bool(self._release(keys=[lease_key(run_id), DUE_KEY], args=[token, run_id, arg], client=pipe))
+        return bool(_call(self._release, _RELEASE, [lease_key(run_id), DUE_KEY], [token, run_id, arg], pipe))
 
     def holder(self, run_id: str) -> str | None:
         raw = self.redis.get(lease_key(run_id))

@@ -22,8 +22,11 @@ class DefinitionSource:
         self._secret = internal_secret
         self._client = client
 
-    def get(self, workflow_id: int) -> CatalogEntry | None:
-        entry, authoritative = catalog.lookup_workflow(self.redis, workflow_id)
+    def get(self, workflow_id: int, *, read: tuple[CatalogEntry | None, bool] | None = None) -> CatalogEntry | None:
+        """The workflow's entry; `read` is (entry, catalog ready) as the caller already read them from
+        Redis (the pick-up script), else they are read now. A miss in a catalog that is not ready asks
+        the workflows service."""
+        entry, authoritative = read if read is not None else catalog.lookup_workflow(self.redis, workflow_id)
         if entry is not None or authoritative:
             return entry
         return self._fetch(workflow_id)

@@ -21,8 +21,11 @@ from typing import Any
 
 import httpx
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
+from automateos_common import catalog
+from automateos_common.catalog import CatalogEntry
 from automateos_common.control import CANCELLED_MESSAGE
 from automateos_common.errors import ValidationError
 from automateos_common.jsonutil import utcnow
@@ -95,10 +98,22 @@ class LeaseKeeper:
 
 @dataclass
 class _Release:
-    """Whether the lease went back with the run's last write, and whether a request was waiting then."""
+    """Whether the lease went back with the run's last write, and whether a request was waiting then.
+    `extra` adds commands to the release's round trip, once (the worker's end-of-job bookkeeping)."""
 
     done: bool = False
     control_pending: bool = False
+    extra: Callable[[Pipeline], None] | None = None
+
+    def add_extra(self, pipe: Pipeline) -> None:
+        if self.extra is not None:
+            self.extra(pipe)
+            self.extra = None
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (a flat list) as HGETALL's dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class Executor:
@@ -120,6 +135,7 @@ class Executor:
                 pipe.hdel(self.store.key(run.id), CONTROL_FIELD)
             if release is not None:
                 self.leases.release(run.id, release[0], due_at=release[1], pipe=pipe)
+                release[2].add_extra(pipe)
                 pipe.hexists(self.store.key(run.id), CONTROL_FIELD)
             answers = pipe.execute()
         if release is not None:
@@ -128,6 +144,7 @@ class Executor:
     def _release(self, run_id: str, token: str, due: float | None, outcome: _Release) -> None:
         with self.rt.redis.pipeline(transaction=False) as pipe:
             self.leases.release(run_id, token, due_at=due, pipe=pipe)
+            outcome.add_extra(pipe)
             pipe.hexists(self.store.key(run_id), CONTROL_FIELD)
             answers = pipe.execute()
         outcome.done, outcome.control_pending = True, bool(answers[-1])
@@ -152,27 +169,41 @@ class Executor:
 
     # ----------------------------------------------------------------- pick-up
 
-    def execute(self, execution_id: str) -> RunState | None:
-        """Run (or continue) a run if nobody else holds it; returns its state when this call let go."""
+    def execute(self, execution_id: str, *, on_pickup: Callable[[Pipeline], None] | None = None,
+                on_release: Callable[[Pipeline], None] | None = None) -> RunState | None:
+        """Run (or continue) a run if nobody else holds it; returns its state when this call let go.
+
+        `on_pickup` and `on_release` add commands to the round trips that take and give back the run's
+        lease (the worker's own bookkeeping of the job); each runs at most once, and `on_release` not at
+        all when the lease was never taken or was lost."""
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         run: RunState | None = None
         for _ in range(3):  # a control request that arrived just as we let go is applied at once
-            with self.rt.redis.pipeline(transaction=False) as pipe:  # take the lease and read the run: one trip
-                self.leases.acquire(execution_id, token, self.cfg.lease_s, pipe=pipe)
-                pipe.hgetall(self.store.key(execution_id))
-                acquired, raw = pipe.execute()
-            run = RunStore.decode(raw)
+            with self.rt.redis.pipeline(transaction=False) as pipe:  # lease, run and its workflow: one trip
+                self.leases.acquire_and_read(execution_id, token, self.cfg.lease_s,
+                                             run_key=self.store.key(execution_id),
+                                             catalog_prefix=catalog.WF_KEY.format(""), ready_key=catalog.READY_KEY,
+                                             pipe=pipe)
+                if on_pickup is not None:
+                    on_pickup(pipe)
+                    on_pickup = None
+                (acquired, run_flat, entry_flat, ready), *_ = pipe.execute()
+            run = RunStore.decode(_pairs(run_flat))
+            catalog_read = None
+            if run is not None and (entry_flat or ready):  # read by the script (absent: ask as before)
+                catalog_read = (catalog.entry_from_hash(run.workflow_id, _pairs(entry_flat)), bool(ready))
             if not acquired:
                 log.info("run %s is held by another worker; nothing to do", execution_id)
                 return run
             keeper = LeaseKeeper(self.rt.redis, self.leases, execution_id, token, self.cfg.lease_s,
                                  self.cfg.heartbeat_s)
-            released = _Release()
+            released = _Release(extra=on_release)
+            on_release = None
             due: float | None = None
             try:
                 if run is not None:
                     keeper.control = run.control
-                    resume_at = self._pick_up(run, keeper, token, released)
+                    resume_at = self._pick_up(run, keeper, token, released, catalog_read)
                     due = resume_at.timestamp() if resume_at is not None else None
             except Stop:
                 return run
@@ -186,7 +217,8 @@ class Executor:
                 return run
         return run
 
-    def _pick_up(self, run: RunState, keeper: LeaseKeeper, token: str, released: _Release) -> Any:
+    def _pick_up(self, run: RunState, keeper: LeaseKeeper, token: str, released: _Release,
+                 catalog_read: tuple[CatalogEntry | None, bool] | None = None) -> Any:
         """Returns when the run needs a worker again (a datetime) or None."""
         if run.is_terminal or run.status == RunStatus.PAUSED:
             return None
@@ -204,7 +236,7 @@ class Executor:
 
         pinned = run.definition is not None
         if not pinned:
-            entry = self.rt.definitions.get(run.workflow_id)
+            entry = self.rt.definitions.get(run.workflow_id, read=catalog_read)
             keeper.tick()  # the workflows service may have been slow to answer
             if entry is None:
                 if run.control == "cancel":

@@ -34,6 +34,8 @@ def build_runtime(redis: Redis) -> Runtime:
 
 
 def run_execution(execution_id: str) -> None:
+    """The job RQ runs (the forking worker, or any RQ worker); EngineSimpleWorker calls the Executor
+    directly with the same runtime (worker.py)."""
     job = get_current_job()
     assert job is not None, "run_execution runs inside an RQ job"
     Executor(build_runtime(job.connection)).execute(execution_id)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+from rq.utils import now, utcformat
 
 from automateos_common.logs import setup_logging
 from automateos_common.nodes.registry import default_registry
-from automateos_common.queue import make_queue
+from automateos_common.queue import RUN_JOB
 
 from . import jobs
+from .executor import Executor, Runtime
 from .reaper import Reaper
 from .settings import get_settings
 
@@ -49,12 +54,113 @@ class _LessChatty:
         return super().check_for_suspension(burst)  # type: ignore[misc]
 
 
+# The next job and its hash in one round trip: RQ's non-blocking LMOVE into the intermediate list
+# (the same move, so RQ's bookkeeping of jobs in flight is unchanged), then the job's HGETALL.
+_TAKE = """
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not id then return false end
+return {id, redis.call('HGETALL', ARGV[1] .. id)}
+"""
+
+
+class EngineQueue(Queue):
+    """RQ's Queue, with a dequeue that takes a waiting job and its hash in one round trip (RQ takes
+    two: the move, then a fetch). An empty queue is waited on by RQ's own blocking dequeue."""
+
+    @classmethod
+    def dequeue_any(cls, queues: Any, timeout: int | None, connection: Redis, job_class: type[Job] | None = None,
+                    serializer: Any = None, death_penalty_class: Any = None) -> tuple[Job, Queue] | None:
+        queues = list(queues)
+        if len(queues) == 1:
+            queue, job_cls = queues[0], job_class or Job
+            while True:
+                found: Any = connection.eval(_TAKE, 2, queue.key, queue.intermediate_queue_key,
+                                             job_cls.redis_job_namespace_prefix)
+                if not found:
+                    break  # empty: block on RQ's own dequeue below
+                job_id, flat = found[0].decode(), found[1]
+                if not flat:
+                    continue  # the job hash is gone (deleted meanwhile): take the next, as RQ does
+                job = job_cls(job_id, connection=connection, serializer=serializer)
+                job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+                return job, queue
+        return super().dequeue_any(queues, timeout, connection=connection, job_class=job_class,
+                                   serializer=serializer, death_penalty_class=death_penalty_class)
+
+
 class EngineWorker(_LessChatty, Worker):
     """RQ's forking worker (a work-horse process per job), minus the per-job chatter."""
 
 
 class EngineSimpleWorker(_LessChatty, SimpleWorker):
-    """RQ's in-process worker, minus the per-job chatter."""
+    """RQ's in-process worker, minus the per-job chatter, with a lean path for AutomateOS runs.
+
+    RQ's own path costs about a dozen round trips a job (an execution record, the started
+    registry, heartbeats before and after, a WATCHed success transaction, a result, worker
+    state twice), more than a short run's own work. A run needs none of it: the run's lease
+    (automateos_common.lease) is what finds and recovers a run whose worker died, and the run
+    state in Redis is its record. So a run job (`RUN_JOB`) takes this path instead:
+
+    - at pick-up, in the run's own first round trip: the job leaves RQ's intermediate list and
+      is marked started (status, started_at, worker name) on its hash;
+    - the run, under RQ's death penalty (the job's timeout, a backstop);
+    - success: with the run's last write (the one that gives its lease back), the job is marked
+      finished, its hash left to expire after its `result_ttl`, and counted in the worker's
+      statistics;
+    - an exception: RQ's own failure handling (failed registry, retries), as for any job.
+
+    Any other job goes through RQ's path unchanged.
+    """
+
+    _runtime: Runtime | None = None
+    _written_state: str | None = None
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == self._written_state:
+            self._state = state  # RQ writes "idle" before every dequeue: once is enough
+            return
+        self._written_state = state
+        super().set_state(state, pipeline)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if job.func_name != RUN_JOB or len(job.args) != 1:
+            super().execute_job(job, queue)
+            return
+        if self._runtime is None:
+            self._runtime = jobs.build_runtime(self.connection)
+        job.started_at = started = now()
+
+        def pick_up(pipe: Pipeline) -> None:
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.hset(job.key, mapping={"status": JobStatus.STARTED, "started_at": utcformat(started),
+                                        "worker_name": self.name})
+
+        finished = False
+
+        def finish(pipe: Pipeline) -> None:
+            nonlocal finished
+            finished = True
+            job.ended_at = ended = now()
+            ttl = job.get_result_ttl(self.default_result_ttl)
+            if ttl == 0:
+                pipe.delete(job.key)
+            else:
+                pipe.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": utcformat(ended)})
+                if ttl is not None and ttl > 0:  # -1: kept for good, as RQ does
+                    pipe.expire(job.key, ttl)
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(ended - started, pipe)
+
+        try:
+            with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
+                Executor(self._runtime).execute(job.args[0], on_pickup=pick_up, on_release=finish)
+        except Exception:
+            self._finalize_failure(job, queue, None, sys.exc_info())  # type: ignore[arg-type]  # RQ's handling
+            return
+        if not finished:  # the lease was never ours (another worker holds the run) or was lost
+            with self.connection.pipeline(transaction=False) as pipe:
+                finish(pipe)
+                pipe.execute()
 
 
 def run_worker(*, burst: bool = False) -> bool:
@@ -64,9 +170,9 @@ def run_worker(*, burst: bool = False) -> bool:
     registry = default_registry()
     assert callable(jobs.run_execution)
     redis = Redis.from_url(settings.redis_url)
-    queue = make_queue(redis, settings.queue_name)
+    queue = EngineQueue(settings.queue_name, connection=redis, serializer=JSONSerializer)  # make_queue's, as ours
     worker_cls = EngineSimpleWorker if settings.worker_class == "simple" else EngineWorker
-    worker = worker_cls([queue], connection=redis, serializer=JSONSerializer)
+    worker = worker_cls([queue], connection=redis, serializer=JSONSerializer, queue_class=EngineQueue)
     log.info("engine worker %s on queue %s, node types: %s", worker.name, settings.queue_name,
              ", ".join(registry.types()))
     reaper = Reaper(settings.redis_url, settings.queue_name, interval_s=settings.reaper_interval_s())

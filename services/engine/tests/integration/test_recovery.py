@@ -113,7 +113,7 @@ def test_a_sigkilled_worker_s_run_is_finished_by_another_worker_in_bounded_time(
         publish(redis_client, {"nodes": [
             {"id": "t", "type": "webhook"},
             {"id": "first", **call, "config": {**call["config"], "url": f"{echo.url}/first"}},
-            {"id": "slow", **call, "config": {**call["config"], "url": f"{echo.url}/sleep/3/slow"}},
+            {"id": "slow", **call, "config": {**call["config"], "url": f"{echo.url}/sleep/6/slow"}},
             {"id": "last", **call, "config": {**call["config"], "url": f"{echo.url}/last"}},
         ]})
         pool = workers(AUTOMATEOS_RECOVERY_TIMEOUT_S=str(recovery_s), AUTOMATEOS_WORKER_CLASS="fork")
@@ -123,7 +123,8 @@ def test_a_sigkilled_worker_s_run_is_finished_by_another_worker_in_bounded_time(
         def requests_to(path: str) -> list[dict[str, Any]]:
             return [r for r in echo.requests if r["path"] == path]
 
-        wait_for(lambda: requests_to("/sleep/3/slow"), 30, "the slow step to start")
+        # A 6 s step: time enough to start the survivor (a second or two; more on a busy machine) mid-step.
+        wait_for(lambda: requests_to("/sleep/6/slow"), 30, "the slow step to start")
         survivor = pool.start()
         assert pool.kill(doomed) >= 2  # worker and work-horse (and its scheduler), mid-step
         killed_at = time.monotonic()
@@ -133,7 +134,7 @@ def test_a_sigkilled_worker_s_run_is_finished_by_another_worker_in_bounded_time(
                         "the run to finish")
 
         assert done.status == RunStatus.SUCCESS, done.error_message
-        slow_calls = requests_to("/sleep/3/slow")
+        slow_calls = requests_to("/sleep/6/slow")
         assert len(slow_calls) == 2  # the interrupted step ran again ...
         picked_up_after = slow_calls[1]["at"] - killed_at
         assert picked_up_after < recovery_s, picked_up_after  # ... within the recovery time
