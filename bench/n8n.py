@@ -21,6 +21,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,10 @@ MARKER = ".bench-installed"
 INSTALL_TIMEOUT_S = 1800.0
 CLI_TIMEOUT_S = 300.0
 START_TIMEOUT_S = 180.0
+# AutomateOS's PostgreSQL runs with fsync off; n8n's SQLite (WAL, fsync per commit) gets the same
+# footing on a RAM-backed file system. On this machine's disk a commit's fsync costs ~4 ms, and n8n
+# commits several times per execution: on disk it accepted 27/s here, on tmpfs 55-76/s.
+TMPFS = Path("/dev/shm")
 STOP_GRACE_S = 20.0
 FINISHED = ("success", "error", "crashed", "canceled")
 UNFINISHED = ("new", "running")
@@ -113,8 +118,24 @@ def install(version: str, *, log: Path, say: Say, environ: Mapping[str, str] | N
         code = _run_logged(cmd, cwd=folder, env=install_env(environ), out=out, timeout=INSTALL_TIMEOUT_S)
     if code != 0 or not n8n_script(folder).exists():
         raise PeerError(f"npm install of n8n {version} failed ({_why(code)}): {_last_error(log)}", log)
+    env = install_env(environ)
+    if not _loads_sqlite3(folder, env):  # an npm that skipped install scripts: build it explicitly
+        with log.open("a") as out:
+            out.write("$ npm rebuild sqlite3\n")
+            out.flush()
+            _run_logged(["npm", "rebuild", "sqlite3"], cwd=folder, env=env, out=out, timeout=INSTALL_TIMEOUT_S)
+        if not _loads_sqlite3(folder, env):
+            raise PeerError("n8n's SQLite driver (the sqlite3 package) did not build: "
+                            f"{_last_error(log)}", log)
     (folder / MARKER).write_text(f"n8n {version}\n")
     return folder
+
+
+def _loads_sqlite3(folder: Path, env: Mapping[str, str]) -> bool:
+    """Whether the native sqlite3 module n8n's database layer uses loads (it has no pure-JS fallback)."""
+    out = subprocess.run(["node", "-e", "require('sqlite3')"], cwd=folder, env=dict(env), capture_output=True,
+                         timeout=60)
+    return out.returncode == 0
 
 
 def _why(code: int | None) -> str:
@@ -196,20 +217,23 @@ def workflow(index: int, echo_url: str) -> dict[str, Any]:
 # -- configuration ---------------------------------------------------------------------------
 
 
-def n8n_env(*, user_folder: Path, port: int, broker_port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def n8n_env(*, user_folder: Path, port: int, broker_port: int, sqlite: Path | None = None,
+            base: Mapping[str, str] | None = None) -> dict[str, str]:
     """n8n's environment: its own folder and SQLite, loopback only, nothing phoned home.
     Execution saving, concurrency and task runners stay at n8n's defaults."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not (k.startswith(("N8N_", "DB_", "EXECUTIONS_", "QUEUE_", "WEBHOOK_")) or k == "NODE_OPTIONS")}
-    env.update(settings(user_folder=user_folder, port=port, broker_port=broker_port))
+    env.update(settings(user_folder=user_folder, port=port, broker_port=broker_port, sqlite=sqlite))
     return env
 
 
-def settings(*, user_folder: Path, port: int, broker_port: int) -> dict[str, str]:
-    """The variables the bench sets for n8n (shown in the report)."""
+def settings(*, user_folder: Path, port: int, broker_port: int, sqlite: Path | None = None) -> dict[str, str]:
+    """The variables the bench sets for n8n (shown in the report). `sqlite`: the database file, when
+    not n8n's default <user folder>/.n8n/database.sqlite."""
     return {
-        "N8N_USER_FOLDER": str(user_folder),  # its data: <folder>/.n8n (config, database.sqlite)
+        "N8N_USER_FOLDER": str(user_folder),  # its data: <folder>/.n8n (config, event log, database.sqlite)
         "DB_TYPE": "sqlite",
+        **({"DB_SQLITE_DATABASE": str(sqlite)} if sqlite is not None else {}),
         "N8N_LISTEN_ADDRESS": "127.0.0.1",
         "N8N_HOST": "127.0.0.1",
         "N8N_PORT": str(port),
@@ -270,6 +294,17 @@ def unfinished(db: Path, workflows: Iterable[str]) -> int:
             f"SELECT count(*) FROM execution_entity WHERE status IN ({', '.join('?' for _ in UNFINISHED)})"
             f" AND workflowId IN ({', '.join('?' for _ in ids)})", (*UNFINISHED, *ids)).fetchone()
     return int(row[0])
+
+
+def published(db: Path, workflows: Iterable[str]) -> set[str]:
+    """Those of these workflows that have a published (active) version."""
+    ids = list(workflows)
+    if not db.exists() or not ids:
+        return set()
+    with _connect(db) as conn:
+        rows = conn.execute(f"SELECT id FROM workflow_entity WHERE activeVersionId IS NOT NULL"
+                            f" AND id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 class _connect:
@@ -335,6 +370,7 @@ class N8n(Target):
         self.workflows = workflows  # handed out by webhook(), one per call; one more is the readiness probe
         self.say = say
         self.folder = work_dir / "n8n"  # N8N_USER_FOLDER
+        self.db_dir: Path | None = None  # the database's folder on tmpfs, when there is one
         self.install_folder: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.echo: subprocess.Popen[str] | None = None
@@ -356,7 +392,11 @@ class N8n(Target):
 
     @property
     def db(self) -> Path:
-        return self.folder / ".n8n" / "database.sqlite"
+        return (self.db_dir or self.folder / ".n8n") / "database.sqlite"
+
+    @property
+    def db_where(self) -> str:
+        return "tmpfs (RAM)" if self.db_dir is not None else "disk"
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -372,17 +412,19 @@ class N8n(Target):
         self.port = free_port()
         broker = free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.settings = settings(user_folder=self.folder, port=self.port, broker_port=broker)
-        self.env = n8n_env(user_folder=self.folder, port=self.port, broker_port=broker)
+        if TMPFS.is_dir() and os.access(TMPFS, os.W_OK):
+            self.db_dir = Path(tempfile.mkdtemp(prefix="aos-bench-n8n-", dir=TMPFS))
+        sqlite = None if self.db_dir is None else self.db
+        self.settings = settings(user_folder=self.folder, port=self.port, broker_port=broker, sqlite=sqlite)
+        self.env = n8n_env(user_folder=self.folder, port=self.port, broker_port=broker, sqlite=sqlite)
         definitions = [workflow(i, self.echo_url) for i in range(self.workflows + 1)]
         path = self.folder / "bench-workflows.json"
         path.write_text(json.dumps(definitions, indent=1))
         self.say(f"n8n {self.version} (Node.js {self.node_version}): importing {len(definitions)} workflows "
                  f"with its CLI (log {self.log})")
         self._cli("import:workflow", f"--input={path}")
-        for definition in definitions:
-            self._cli("publish:workflow", f"--id={definition['id']}")
-        self.say(f"starting n8n on 127.0.0.1:{self.port} (SQLite in {self.folder / '.n8n'})")
+        self._publish([str(d["id"]) for d in definitions])
+        self.say(f"starting n8n on 127.0.0.1:{self.port} (SQLite {self.db}, {self.db_where})")
         self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(self._command("start"), cwd=self.folder, env=self.env, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -400,9 +442,56 @@ class N8n(Target):
         if code != 0:
             raise PeerError(f"`n8n {' '.join(args)}` failed ({_why(code)}): {_last_error(self.log, 60)}", self.log)
 
+    def _publish(self, ids: list[str]) -> None:
+        """`n8n publish:workflow --id=...` for each (one id per call, ~5 s of start-up each: a few at a time;
+        a call that failed, e.g. on a busy database, once more alone), then each checked in its database."""
+        width = max(1, min(len(ids), os.cpu_count() or 1))
+        failed: list[str] = []
+        for start in range(0, len(ids), width):
+            batch = ids[start:start + width]
+            codes = self._cli_parallel([("publish:workflow", f"--id={i}") for i in batch])
+            failed += [i for i, code in zip(batch, codes, strict=True) if code != 0]
+        for i in failed:
+            self._cli("publish:workflow", f"--id={i}")
+        inactive = [i for i in ids if i not in published(self.db, ids)]
+        if inactive:
+            raise PeerError(f"n8n publish:workflow left {len(inactive)} workflows unpublished ({inactive[0]}, ...)",
+                            self.log)
+
+    def _cli_parallel(self, calls: list[tuple[str, ...]]) -> list[int | None]:
+        """Several CLI calls at once, each into a log of its own, appended to n8n.log in order at the end."""
+        logs = [self.log_dir / f"n8n-cli-{n}.log" for n in range(len(calls))]
+        procs = []
+        try:
+            for args, log in zip(calls, logs, strict=True):
+                with log.open("w") as out:
+                    out.write(f"$ n8n {' '.join(args)}\n")
+                    out.flush()
+                    procs.append(subprocess.Popen(self._command(*args), cwd=self.folder, env=self.env, stdout=out,
+                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                  start_new_session=True))
+            deadline = time.monotonic() + CLI_TIMEOUT_S
+            codes: list[int | None] = []
+            for proc in procs:
+                try:
+                    codes.append(proc.wait(max(0.1, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    codes.append(None)
+            return codes
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    kill_tree(proc.pid, grace_s=5.0)
+                    proc.wait()
+            with self.log.open("a") as out:
+                for log in logs:
+                    if log.exists():
+                        out.write(log.read_text(errors="replace"))
+                        log.unlink()
+
     def _wait_ready(self) -> None:
         """/healthz, then the readiness workflow's webhook answering 200 (its workflows are active)."""
-        probe = self.url(f"/webhook/{webhook_path(self.workflows)}")
+        probe = self.warm_up_url
         deadline = time.monotonic() + START_TIMEOUT_S
         healthy = False
         with httpx.Client(timeout=5.0, trust_env=False) as client:
@@ -444,6 +533,13 @@ class N8n(Target):
         if self._log_file is not None:
             self._log_file.close()
         self.proc = self.echo = self._log_file = None
+        if self.db_dir is not None:  # RAM: never left behind
+            shutil.rmtree(self.db_dir, ignore_errors=True)
+
+    @property
+    def warm_up_url(self) -> str:
+        """The readiness workflow's webhook: load on it is counted in no phase."""
+        return self.url(f"/webhook/{webhook_path(self.workflows)}")
 
     # -- Target ------------------------------------------------------------------------------
 

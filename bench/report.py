@@ -367,10 +367,13 @@ def _peer_section(report: Report, peer: PeerResult) -> list[str]:
     ours = ", ".join(str(r.load.connections) for r in report.ingress if r.route == "direct") or "-"
     parts = [
         *head,
-        f"{peer.name} {peer.version} ({peer.runtime or 'Node.js'}, installed from npm; regular mode, SQLite), "
-        "started after AutomateOS had stopped, on the same machine, loaded by the same generator "
-        f"({report.generator}) with the same body, warm-up, concurrencies and {report.config.duration_s:g} s per "
-        "load. Its workflow: Webhook (POST, respond immediately) -> IF (`body.source` is \"bench\") -> HTTP Request "
+        f"{peer.name} {peer.version} ({peer.runtime or 'Node.js'}, installed from npm; regular mode, "
+        f"{peer.database or 'SQLite'}), started after AutomateOS had stopped, on the same machine, loaded by the "
+        f"same generator ({report.generator}) with the same body, warm-up, concurrencies and "
+        f"{report.config.duration_s:g} s per load"
+        + (f", after {peer.warm_up_s:g} s of load on a workflow of its own (its JIT warms up)" if peer.warm_up_s
+           else "")
+        + ". Its workflow: Webhook (POST, respond immediately) -> IF (`body.source` is \"bench\") -> HTTP Request "
         "(POST of the body to the same kind of echo server, bench/echo.py). n8n accepts and executes in one "
         "process, so one load measures both.",
         "",
