@@ -85,6 +85,10 @@ def test_env_is_loopback_sqlite_and_quiet(tmp_path):
     for off in ("N8N_DIAGNOSTICS_ENABLED", "N8N_VERSION_NOTIFICATIONS_ENABLED", "N8N_PERSONALIZATION_ENABLED"):
         assert env[off] == "false"
     assert not any(k.startswith("EXECUTIONS_DATA_SAVE") for k in env)  # execution saving at n8n's defaults
+    assert "DB_SQLITE_DATABASE" not in env  # n8n's default: <user folder>/.n8n/database.sqlite
+    env = n8n_env(user_folder=tmp_path, port=5800, broker_port=5801, sqlite=Path("/dev/shm/x/database.sqlite"),
+                  base=base)
+    assert env["DB_SQLITE_DATABASE"] == "/dev/shm/x/database.sqlite"
 
 
 def test_config_peers_and_version():
@@ -110,6 +114,7 @@ def test_webhooks_come_from_the_pool(tmp_path):
     assert b.key == workflow_id(1)
     with pytest.raises(RuntimeError, match="all 2"):
         target.webhook("three")
+    assert target.warm_up_url == "http://127.0.0.1:5678/webhook/bench-2"  # the readiness workflow, in no phase
     target.stop()  # nothing started: a no-op
 
 
@@ -188,7 +193,7 @@ def n8n_result(**kw) -> PeerResult:
     values = {"name": "n8n", "version": "2.8.4", "runtime": "Node.js v20.20.2", "log": "/tmp/x/logs/n8n.log",
               "ingress": [n8n_ingress(16, 820, 264_000, 820, 10.0), n8n_ingress(64, 800, 1_200_000, 800, 10.0)],
               "memory": [ProcessMemory("n8n", Memory(2, 900 * 1024, 700 * 1024), True, "main")],
-              "settings": [("DB_TYPE", "sqlite")]}
+              "settings": [("DB_TYPE", "sqlite")], "database": "SQLite on tmpfs (RAM)", "warm_up_s": 10.0}
     values.update(kw)
     return PeerResult(**values)
 
@@ -232,6 +237,10 @@ def test_section_with_n8n_results():
     assert rows["stack PSS MB after the run"] == ["180", "700", "0.26", "lower"]
     assert "completed runs/s under the 16-connection load" in rows
     assert "`DB_TYPE=sqlite`" in text
+    assert "SQLite on tmpfs (RAM)" in text and "after 10 s of load on a workflow of its own" in text
+    details = table_rows(text, "n8n per load")
+    assert details["16"][:2] == ["82", "1.00"]
+    assert details["64"][-2:] == ["80", "1.5"]  # completed/s, all ended in s
     # the Targets table stays AutomateOS-only
     assert "n8n" not in text.split("## Targets", 1)[1].split("## Ingress", 1)[0]
 
@@ -265,3 +274,22 @@ def test_no_section_without_peers_and_a_note_when_skipped():
 def test_first_line():
     assert first_line(RuntimeError("one\ntwo")) == "one"
     assert first_line(RuntimeError()) == "RuntimeError"
+
+
+def test_a_peer_that_cannot_install_is_reported_not_fatal(tmp_path, monkeypatch):
+    import bench.n8n
+    from bench.peers import measure_peers
+
+    def fail(version, *, log, say, environ=None):
+        raise bench.n8n.PeerError(f"npm install of n8n {version} failed (exit 1): npm error code E404\nmore", log)
+
+    monkeypatch.setattr(bench.n8n, "install", fail)
+    cfg = load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"})
+    into: list[PeerResult] = []
+    said: list[str] = []
+    measure_peers(cfg, "wrk", tmp_path, said.append, into)
+    [peer] = into
+    assert peer.error == "npm install of n8n 2.8.4 failed (exit 1): npm error code E404"
+    assert peer.log == str(tmp_path / "logs" / "n8n-install.log")
+    assert not peer.ingress and not peer.ok
+    assert any("E404" in line for line in said)
