@@ -164,7 +164,10 @@ def _last_error(log: Path, lines: int = 400) -> str:
     except FileNotFoundError:
         return "(no log)"
     tail = [line.strip() for line in tail if line.strip()]
-    for marker in ("npm error", "ERR!", "Error:", "error"):
+    npm = [line for line in tail if line.startswith(("npm error", "npm ERR!"))]
+    if npm:  # "npm error code ETARGET" says little without the line after it
+        return "; ".join(npm[:2])[:300]
+    for marker in ("Error:", "error", "ERR!"):
         hits = [line for line in tail if marker in line]
         if hits:
             return hits[0][:300]

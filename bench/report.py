@@ -363,7 +363,7 @@ def _peer_section(report: Report, peer: PeerResult) -> list[str]:
     if not peer.ingress:
         why = peer.error or "not measured"
         return [*head, f"**{peer.name} {peer.version} could not be measured**: {why}", "",
-                f"Its log: {peer.log or '-'}. The AutomateOS tables above are complete.", ""]
+                f"Its log: {peer.log or '-'}. The AutomateOS tables above do not depend on it.", ""]
     ours = ", ".join(str(r.load.connections) for r in report.ingress if r.route == "direct") or "-"
     parts = [
         *head,

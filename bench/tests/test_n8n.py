@@ -293,3 +293,14 @@ def test_a_peer_that_cannot_install_is_reported_not_fatal(tmp_path, monkeypatch)
     assert peer.log == str(tmp_path / "logs" / "n8n-install.log")
     assert not peer.ingress and not peer.ok
     assert any("E404" in line for line in said)
+
+
+def test_last_error_names_what_npm_said(tmp_path):
+    from bench.n8n import _last_error
+    log = tmp_path / "install.log"
+    log.write_text("$ npm install\nnpm warn deprecated x\nnpm error code ETARGET\n"
+                   "npm error notarget No matching version found for n8n@9.9.9.\nnpm error A complete log ...\n")
+    assert _last_error(log) == "npm error code ETARGET; npm error notarget No matching version found for n8n@9.9.9."
+    log.write_text("starting\nError: listen EADDRINUSE 127.0.0.1:5678\nbye\n")
+    assert _last_error(log) == "Error: listen EADDRINUSE 127.0.0.1:5678"
+    assert _last_error(tmp_path / "none.log") == "(no log)"
