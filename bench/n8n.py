@@ -48,6 +48,14 @@ START_TIMEOUT_S = 180.0
 # footing on a RAM-backed file system. On this machine's disk a commit's fsync costs ~4 ms, and n8n
 # commits several times per execution: on disk it accepted 27/s here, on tmpfs 55-76/s.
 TMPFS = Path("/dev/shm")
+TMPFS_MIN_FREE = 1 << 30  # a full run writes ~100 MB of executions; a container's 64 MB /dev/shm is too small
+
+
+def tmpfs_usable(path: Path = TMPFS) -> bool:
+    try:
+        return path.is_dir() and os.access(path, os.W_OK) and shutil.disk_usage(path).free >= TMPFS_MIN_FREE
+    except OSError:
+        return False
 STOP_GRACE_S = 20.0
 FINISHED = ("success", "error", "crashed", "canceled")
 UNFINISHED = ("new", "running")
@@ -415,7 +423,7 @@ class N8n(Target):
         self.port = free_port()
         broker = free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
-        if TMPFS.is_dir() and os.access(TMPFS, os.W_OK):
+        if tmpfs_usable():
             self.db_dir = Path(tempfile.mkdtemp(prefix="aos-bench-n8n-", dir=TMPFS))
         sqlite = None if self.db_dir is None else self.db
         self.settings = settings(user_folder=self.folder, port=self.port, broker_port=broker, sqlite=sqlite)

@@ -304,3 +304,16 @@ def test_last_error_names_what_npm_said(tmp_path):
     log.write_text("starting\nError: listen EADDRINUSE 127.0.0.1:5678\nbye\n")
     assert _last_error(log) == "Error: listen EADDRINUSE 127.0.0.1:5678"
     assert _last_error(tmp_path / "none.log") == "(no log)"
+
+
+def test_tmpfs_only_when_writable_and_roomy(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import bench.n8n
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(8 << 30, 0, 8 << 30))
+    assert bench.n8n.tmpfs_usable(tmp_path)
+    assert not bench.n8n.tmpfs_usable(tmp_path / "missing")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(64 << 20, 0, 64 << 20))
+    assert not bench.n8n.tmpfs_usable(tmp_path)
