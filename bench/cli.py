@@ -22,6 +22,7 @@ from .automateos import AutomateOS, chain_definition
 from .config import BenchConfig, load_config
 from .loadgen import choose
 from .machine import code_fingerprint, commit, machine
+from .peers import measure_peers
 from .phases import engine_phase, ingress_phase
 from .report import Report, observations, render
 
@@ -81,6 +82,19 @@ def measure(cfg: BenchConfig, target: AutomateOS, report: Report, say: Say) -> N
         report.memory_end = target.memory()
 
 
+def run_peers(cfg: BenchConfig, report: Report, work_dir: Path, say: Say, status: int) -> int:
+    """The peers (bench.peers), once AutomateOS has stopped: never both on the CPUs at once. Skipped after
+    a failed or interrupted AutomateOS run; a peer that fails is reported, not fatal."""
+    if not cfg.peers or status != 0:
+        return status
+    try:
+        measure_peers(cfg, report.generator, work_dir, say, report.peers)
+    except KeyboardInterrupt:
+        report.notes.append("Interrupted while measuring the peers: their results are partial.")
+        return 130
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
@@ -115,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         target.stop()  # again: a no-op after a clean exit, the clean-up after a failed start
         for scratch in ("data", "redis"):  # keep the logs; the append-only file is large and of no use
             shutil.rmtree(work_dir / scratch, ignore_errors=True)
+    status = run_peers(cfg, report, work_dir, say, status)
     report.elapsed_s = say.elapsed()
     report.notes[:0] = observations(report)
     if code_fingerprint(ROOT) != fingerprint:

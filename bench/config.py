@@ -15,6 +15,7 @@ from typing import Any
 
 LOADGENS = ("auto", "wrk", "python")
 WORKER_CLASSES = ("fork", "simple")
+PEERS = ("n8n",)  # other systems measured in the same run by the same load generator (bench/n8n.py)
 
 # name: (full run, quick run)
 DEFAULTS: dict[str, tuple[Any, Any]] = {
@@ -30,6 +31,8 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "drain_timeout_s": (45.0, 10.0),
     "engine_timeout_s": (60.0, 20.0),
     "out_dir": (Path("bench/results"), Path("bench/results")),
+    "peers": (("n8n",), ()),  # quick runs stay under two minutes; BENCH_PEERS=n8n adds n8n to one
+    "n8n_version": ("2.8.4", "2.8.4"),  # the newest n8n whose `engines` admits Node.js 20
 }
 
 
@@ -48,6 +51,8 @@ class BenchConfig:
     drain_timeout_s: float  # longest wait after an ingress phase for its runs to be executed
     engine_timeout_s: float  # longest engine measurement; the runs not started by then are discarded
     out_dir: Path
+    peers: tuple[str, ...] = ()  # measured after AutomateOS has stopped (bench.peers)
+    n8n_version: str = "2.8.4"
 
     def settings_rows(self) -> list[tuple[str, str]]:
         """(name, value) of every setting, for the report."""
@@ -55,7 +60,7 @@ class BenchConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, tuple):
-                value = ", ".join(str(v) for v in value) or "(engine default)"
+                value = ", ".join(str(v) for v in value) or ("none" if f.name == "peers" else "(engine default)")
             out.append((f.name, str(value)))
         return out
 
@@ -77,6 +82,17 @@ def parse_classes(raw: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"BENCH_WORKER_CLASSES: unknown {', '.join(bad)} (known: {', '.join(WORKER_CLASSES)})")
     return values
+
+
+def parse_peers(raw: str) -> tuple[str, ...]:
+    """"n8n" -> ("n8n",); "", "none" or "0" -> ()."""
+    values = tuple(part.lower() for part in raw.replace(" ", "").split(",") if part)
+    if values in ((), ("none",), ("0",)):
+        return ()
+    bad = [v for v in values if v not in PEERS]
+    if bad:
+        raise ValueError(f"BENCH_PEERS: unknown {', '.join(bad)} (known: {', '.join(PEERS)}, or none)")
+    return tuple(dict.fromkeys(values))
 
 
 def parse_bool(raw: str) -> bool:
@@ -101,6 +117,8 @@ def _arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-timeout", dest="engine_timeout_s",
                    help="longest engine measurement, seconds (BENCH_ENGINE_TIMEOUT_S)")
     p.add_argument("--out", dest="out_dir", help="report folder (BENCH_OUT)")
+    p.add_argument("--peers", help="peers to measure after AutomateOS: n8n, or none (BENCH_PEERS; quick: none)")
+    p.add_argument("--n8n-version", dest="n8n_version", help="n8n release installed from npm (BENCH_N8N_VERSION)")
     return p
 
 
@@ -108,7 +126,7 @@ ENV = {"duration_s": "BENCH_DURATION_S", "concurrency": "BENCH_CONCURRENCY", "ga
        "workers": "BENCH_WORKERS", "worker_classes": "BENCH_WORKER_CLASSES", "runs": "BENCH_RUNS",
        "ingress_workers": "BENCH_INGRESS_WORKERS", "loadgen": "BENCH_LOADGEN", "wrk_threads": "BENCH_WRK_THREADS",
        "drain_timeout_s": "BENCH_DRAIN_TIMEOUT_S", "engine_timeout_s": "BENCH_ENGINE_TIMEOUT_S",
-       "out_dir": "BENCH_OUT"}
+       "out_dir": "BENCH_OUT", "peers": "BENCH_PEERS", "n8n_version": "BENCH_N8N_VERSION"}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -127,6 +145,12 @@ def _convert(name: str, raw: str) -> Any:
         return 0
     if name in ("runs", "ingress_workers", "wrk_threads"):
         return parse_ints(raw, ENV[name])[0]
+    if name == "peers":
+        return parse_peers(raw)
+    if name == "n8n_version":
+        if not raw.strip() or any(c.isspace() or c == "/" for c in raw.strip()):
+            raise ValueError(f"BENCH_N8N_VERSION: a version such as 2.8.4, got {raw!r}")
+        return raw.strip()
     if name == "loadgen":
         if raw not in LOADGENS:
             raise ValueError(f"BENCH_LOADGEN: one of {', '.join(LOADGENS)}, got {raw!r}")
@@ -143,5 +167,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         raw = args.get(name)
         if raw is None:
             raw = env.get(ENV[name]) or None
+            if raw is None and name == "peers" and ENV[name] in env:
+                raw = "none"  # BENCH_PEERS= (set, empty): no peers, even in a full run
         values[name] = (fast if quick else full) if raw is None else _convert(name, str(raw))
     return BenchConfig(quick=quick, **values)

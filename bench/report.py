@@ -8,7 +8,9 @@ from datetime import datetime
 
 from .config import BenchConfig
 from .machine import Commit, Machine
+from .peers import PeerResult
 from .phases import BODY, EngineResult, IngressResult
+from .stats import rate
 from .target import ProcessMemory
 
 # The issue's targets.
@@ -68,6 +70,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     log_dir: str = ""
+    peers: list[PeerResult] = field(default_factory=list)  # bench.peers, measured after AutomateOS
 
 
 def stack_rss_mb(memory: Sequence[ProcessMemory]) -> float | None:
@@ -226,6 +229,7 @@ def render(report: Report) -> str:
         "",
         _memory_table(report.memory_after_ingress, report.memory_end) if report.memory_end else "(not measured)",
         "",
+        *peer_sections(report),
         "## Settings",
         "",
         markdown_table(["setting", "value"], cfg.settings_rows()),
@@ -265,4 +269,156 @@ def observations(report: Report) -> list[str]:
                        "PostgreSQL when the wait ended.")
         if e.enqueue and not e.enqueue.startswith("one MULTI"):
             out.append(f"{where}: runs enqueued by {e.enqueue} (the batched way failed), so the start is staggered.")
+    return out
+
+
+# -- peers (bench.peers): AutomateOS / peer ---------------------------------------------------------------------
+
+
+def completed_per_s(r: IngressResult) -> float | None:
+    """Runs of the phase's workflow that ended, per second from the first one's start to the last one's end."""
+    window = r.counts.window_s
+    return rate(r.counts.finished, window) if window else None
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or theirs <= 0:
+        return "-"
+    return f"{ours / theirs:.2f}"
+
+
+def _p(r: IngressResult | None, q: str) -> float | None:
+    lat = r.load.latency if r is not None else None
+    return None if lat is None else float(getattr(lat, f"{q}_us")) / 1000
+
+
+def _comparison_rows(report: Report, peer: PeerResult) -> list[list[str]]:
+    ours = {r.load.connections: r for r in report.ingress if r.route == "direct"}
+    theirs = {r.load.connections: r for r in peer.ingress}
+    rows: list[list[str]] = []
+
+    def row(metric: str, a: float | None, b: float | None, better: str, digits: int = 0) -> None:
+        rows.append([metric, num(a, digits), num(b, digits), ratio(a, b), better])
+
+    levels = [c for c in report.config.concurrency if c in ours or c in theirs]
+    for c in levels:
+        a, b = ours.get(c), theirs.get(c)
+        row(f"accepted webhooks/s, {c} connections", a.load.ok_per_s if a else None,
+            b.load.ok_per_s if b else None, "higher")
+    for c in levels:
+        for q in ("p50", "p99"):
+            row(f"{q} latency ms, {c} connections", _p(ours.get(c), q), _p(theirs.get(c), q), "lower", 2)
+    for c in levels:
+        a, b = ours.get(c), theirs.get(c)
+        row(f"completed runs/s under the {c}-connection load", completed_per_s(a) if a else None,
+            completed_per_s(b) if b else None, "higher")
+    example = next((e for e in report.engine if e.workflow == EXAMPLE and e.workers == 2), None)
+    best = max((v for v in (completed_per_s(r) for r in peer.ingress) if v is not None), default=None)
+    row("completed runs/s of the example workflow", example.runs_per_s if example else None, best, "higher")
+    peer_rss = stack_rss_mb(peer.memory)
+    row("stack RSS MB after the run", stack_rss_mb(report.memory_end), peer_rss, "lower")
+    ours_pss = [p.memory.pss_mb for p in report.memory_end if p.in_total]
+    theirs_pss = [p.memory.pss_mb for p in peer.memory if p.in_total]
+    row("stack PSS MB after the run",
+        None if not ours_pss or None in ours_pss else sum(v for v in ours_pss if v is not None),
+        None if not theirs_pss or None in theirs_pss else sum(v for v in theirs_pss if v is not None), "lower")
+    return rows
+
+
+def _peer_detail_table(results: Sequence[IngressResult]) -> str:
+    rows = []
+    for r in results:
+        lat = r.load.latency
+        errors = ", ".join(f"{k} {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v) or "0"
+        rows.append([r.load.connections, num(r.load.ok_per_s), ms(lat.p50_us if lat else None),
+                     ms(lat.p95_us if lat else None), ms(lat.p99_us if lat else None),
+                     ms(lat.max_us if lat else None), errors, f"{r.accepted:,}", f"{r.counts.recorded:,}",
+                     f"{r.counts.succeeded:,}", r.counts.finished - r.counts.succeeded, r.lost,
+                     num(r.counts.window_s, 1), num(completed_per_s(r)),
+                     num(r.drain_s, 1) if r.drain_s is not None else "no"])
+    return markdown_table(
+        ["connections", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "accepted", "executions",
+         "succeeded", "not succeeded", "lost", "window s", "completed/s", "all ended in s"], rows, "rrrrrrlrrrrrrrr")
+
+
+def peer_observations(report: Report, peer: PeerResult) -> list[str]:
+    out = []
+    for r in peer.ingress:
+        where = f"{peer.name} at {r.load.connections} connections"
+        if r.load.errors:
+            detail = ", ".join(f"{k}: {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v)
+            out.append(f"{where}: {r.load.errors} errors ({detail}).")
+        if r.lost:
+            out.append(f"{where}: {r.lost} accepted webhooks had no execution recorded within the wait.")
+        if r.counts.finished > r.counts.succeeded:
+            out.append(f"{where}: {r.counts.finished - r.counts.succeeded} executions did not succeed.")
+        if r.drain_s is None:
+            out.append(f"{where}: executions were still running {report.config.drain_timeout_s:g} s after the load "
+                       "(n8n has no queue to discard in regular mode).")
+    return out
+
+
+def _peer_section(report: Report, peer: PeerResult) -> list[str]:
+    head = [f"## AutomateOS / {peer.name}", ""]
+    if not peer.ingress:
+        why = peer.error or "not measured"
+        return [*head, f"**{peer.name} {peer.version} could not be measured**: {why}", "",
+                f"Its log: {peer.log or '-'}. The AutomateOS tables above do not depend on it.", ""]
+    ours = ", ".join(str(r.load.connections) for r in report.ingress if r.route == "direct") or "-"
+    parts = [
+        *head,
+        f"{peer.name} {peer.version} ({peer.runtime or 'Node.js'}, installed from npm; regular mode, "
+        f"{peer.database or 'SQLite'}), started after AutomateOS had stopped, on the same machine, loaded by the "
+        f"same generator ({report.generator}) with the same body, warm-up, concurrencies and "
+        f"{report.config.duration_s:g} s per load"
+        + (f", after {peer.warm_up_s:g} s of load on a workflow of its own (its JIT warms up)" if peer.warm_up_s
+           else "")
+        + ". Its workflow: Webhook (POST, respond immediately) -> IF (`body.source` is \"bench\") -> HTTP Request "
+        "(POST of the body to the same kind of echo server, bench/echo.py). n8n accepts and executes in one "
+        "process, so one load measures both.",
+        "",
+        f"AutomateOS columns: accepted/s, latency and completed runs/s under load from its ingress rows above "
+        f"(direct, {ours} connections: a trigger-only workflow, {report.config.ingress_workers} engine worker(s) "
+        "executing meanwhile); completed runs/s of the example from the engine phase (API.md's example, 2 "
+        "workers, queue filled up front); memory = the four services. completed/s = ended runs / (last end - "
+        "first start) of the phase's workflow: n8n's `stoppedAt`/`startedAt` in `execution_entity`. "
+        "Ratio = AutomateOS / n8n; `better` says which way a ratio favours AutomateOS (higher: > 1, lower: < 1).",
+        "",
+        markdown_table(["metric", "AutomateOS", peer.name, f"AutomateOS / {peer.name}", "better"],
+                       _comparison_rows(report, peer), "lrrrl"),
+        "",
+        f"{peer.name} per load (executions = its `execution_entity` rows of the phase's workflow; all ended in = "
+        "seconds after the load until none was new or running):",
+        "",
+        _peer_detail_table(peer.ingress),
+        "",
+    ]
+    if any(r.cpu for r in peer.ingress):
+        parts += [f"CPU during each {peer.name} load, in % of one CPU:", "", _cpu_table(peer.ingress), ""]
+    if peer.memory:
+        rows = [[p.name, p.memory.processes, num(p.memory.rss_mb, 1), num(p.memory.pss_mb, 1), p.note]
+                for p in peer.memory]
+        parts += [markdown_table(["process (tree)", "processes", "RSS MB at end", "PSS MB at end", "note"], rows,
+                                 "lrrrl"), ""]
+    if peer.settings:
+        parts += [f"{peer.name} settings (environment; the rest at its defaults, execution saving included): "
+                  + ", ".join(f"`{k}={v}`" for k, v in peer.settings), ""]
+    notes = peer_observations(report, peer)
+    if peer.error:
+        notes.insert(0, f"{peer.name} stopped early ({peer.error}); its results are partial. Log: {peer.log}.")
+    if notes:
+        parts += [*[f"- {n}" for n in notes], ""]
+    return parts
+
+
+def peer_sections(report: Report) -> list[str]:
+    """One `## AutomateOS / <peer>` section per peer asked for; empty when none was."""
+    out: list[str] = []
+    measured = {p.name for p in report.peers}
+    for peer in report.peers:
+        out += _peer_section(report, peer)
+    for name in report.config.peers:
+        if name not in measured:
+            out += [f"## AutomateOS / {name}", "",
+                    f"{name} was not measured: the run stopped before the peers (see the notes).", ""]
     return out

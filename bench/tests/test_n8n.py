@@ -1,0 +1,319 @@
+"""The n8n peer without n8n: its workflow, environment, execution counts, and the report's section."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from bench.config import load_config
+from bench.n8n import (
+    N8n,
+    cache_root,
+    execution_counts,
+    install_dir,
+    kill_tree,
+    n8n_env,
+    package_json,
+    parse_time,
+    unfinished,
+    workflow,
+    workflow_id,
+)
+from bench.peers import PeerResult, first_line
+from bench.proc import Memory
+from bench.report import completed_per_s, peer_sections, ratio, render
+from bench.target import ProcessMemory, RunCounts
+from bench.tests.test_report import T0, engine, ingress, memory, report
+
+# -- the workflow -----------------------------------------------------------------------------------------------
+
+
+def test_workflow_has_the_three_nodes_wired_in_order():
+    wf = json.loads(json.dumps(workflow(3, "http://127.0.0.1:4000")))  # JSON through and through
+    assert wf["id"] == workflow_id(3) and len(wf["id"]) == 16 and wf["id"].isalnum()
+    nodes = {n["name"]: n for n in wf["nodes"]}
+    assert [n["type"] for n in wf["nodes"]] == ["n8n-nodes-base.webhook", "n8n-nodes-base.if",
+                                                "n8n-nodes-base.httpRequest"]
+    hook = nodes["Webhook"]["parameters"]
+    assert (hook["httpMethod"], hook["path"], hook["responseMode"]) == ("POST", "bench-3", "onReceived")
+    assert nodes["Webhook"]["webhookId"]
+    cond = nodes["If"]["parameters"]["conditions"]["conditions"][0]
+    assert (cond["leftValue"], cond["rightValue"], cond["operator"]["operation"]) == (
+        "={{ $json.body.source }}", "bench", "equals")
+    http = nodes["HTTP Request"]["parameters"]
+    assert (http["method"], http["url"], http["sendBody"]) == ("POST", "http://127.0.0.1:4000/data", True)
+    # Webhook -> If; If's true branch (output 0) -> HTTP Request, its false branch to nothing
+    assert wf["connections"]["Webhook"]["main"] == [[{"node": "If", "type": "main", "index": 0}]]
+    assert wf["connections"]["If"]["main"] == [[{"node": "HTTP Request", "type": "main", "index": 0}], []]
+    assert all(target["node"] in nodes for outs in wf["connections"].values() for branch in outs["main"]
+               for target in branch)
+    ids = [n["id"] for n in wf["nodes"]]
+    assert len(set(ids)) == 3
+    assert workflow(3, "http://x")["nodes"][0]["id"] == ids[0]  # stable: the same file for the same run
+    assert workflow(4, "http://x")["nodes"][0]["id"] != ids[0]
+
+
+def test_the_bench_body_takes_the_true_branch():
+    from bench.phases import BODY
+    assert json.loads(BODY)["source"] == "bench"
+
+
+# -- installing and configuring ---------------------------------------------------------------------------------
+
+
+def test_cache_folder_and_package_json():
+    assert cache_root({"XDG_CACHE_HOME": "/c"}) == Path("/c/automateos-bench")
+    assert cache_root({"HOME": "/home/u"}) == Path("/home/u/.cache/automateos-bench")
+    assert install_dir("2.8.4", {"XDG_CACHE_HOME": "/c"}) == Path("/c/automateos-bench/n8n-2.8.4")
+    pkg = package_json("2.8.4")
+    assert pkg["dependencies"] == {"n8n": "2.8.4"}
+    assert pkg["overrides"]["xlsx"][0].isdigit()  # from the registry, not the vendor's CDN
+
+
+def test_env_is_loopback_sqlite_and_quiet(tmp_path):
+    base = {"PATH": "/usr/bin", "N8N_PORT": "1", "DB_TYPE": "postgresdb", "EXECUTIONS_MODE": "queue",
+            "NODE_OPTIONS": "--inspect"}
+    env = n8n_env(user_folder=tmp_path, port=5800, broker_port=5801, base=base)
+    assert env["PATH"] == "/usr/bin"
+    assert "EXECUTIONS_MODE" not in env and "NODE_OPTIONS" not in env  # nothing of the caller's n8n setup
+    assert (env["DB_TYPE"], env["N8N_PORT"], env["N8N_LISTEN_ADDRESS"]) == ("sqlite", "5800", "127.0.0.1")
+    assert env["N8N_USER_FOLDER"] == str(tmp_path)
+    assert env["N8N_RUNNERS_BROKER_PORT"] == "5801"
+    for off in ("N8N_DIAGNOSTICS_ENABLED", "N8N_VERSION_NOTIFICATIONS_ENABLED", "N8N_PERSONALIZATION_ENABLED"):
+        assert env[off] == "false"
+    assert not any(k.startswith("EXECUTIONS_DATA_SAVE") for k in env)  # execution saving at n8n's defaults
+    assert "DB_SQLITE_DATABASE" not in env  # n8n's default: <user folder>/.n8n/database.sqlite
+    env = n8n_env(user_folder=tmp_path, port=5800, broker_port=5801, sqlite=Path("/dev/shm/x/database.sqlite"),
+                  base=base)
+    assert env["DB_SQLITE_DATABASE"] == "/dev/shm/x/database.sqlite"
+
+
+def test_config_peers_and_version():
+    assert load_config([], environ={}).peers == ("n8n",)
+    assert load_config([], environ={"BENCH_QUICK": "1"}).peers == ()
+    assert load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"}).peers == ("n8n",)
+    assert load_config([], environ={"BENCH_PEERS": ""}).peers == ()
+    assert load_config([], environ={"BENCH_PEERS": "none"}).peers == ()
+    assert load_config(["--peers", "none"], environ={"BENCH_PEERS": "n8n"}).peers == ()
+    assert load_config([], environ={}).n8n_version == "2.8.4"
+    assert load_config([], environ={"BENCH_N8N_VERSION": "2.9.0"}).n8n_version == "2.9.0"
+    with pytest.raises(ValueError, match="unknown zapier"):
+        load_config([], environ={"BENCH_PEERS": "n8n,zapier"})
+    rows = dict(load_config([], environ={"BENCH_QUICK": "1"}).settings_rows())
+    assert rows["peers"] == "none"
+
+
+def test_webhooks_come_from_the_pool(tmp_path):
+    target = N8n(tmp_path, workflows=2, say=lambda _: None)
+    target.port = 5678
+    a, b = target.webhook("one"), target.webhook("two")
+    assert (a.url, a.key) == ("http://127.0.0.1:5678/webhook/bench-0", workflow_id(0))
+    assert b.key == workflow_id(1)
+    with pytest.raises(RuntimeError, match="all 2"):
+        target.webhook("three")
+    assert target.warm_up_url == "http://127.0.0.1:5678/webhook/bench-2"  # the readiness workflow, in no phase
+    target.stop()  # nothing started: a no-op
+
+
+# -- its records ------------------------------------------------------------------------------------------------
+
+
+def _db(path: Path, rows: list[tuple[str, str, str | None, str | None]]) -> Path:
+    """A database with n8n's `execution_entity` (the columns the bench reads, as n8n's SQLite has them)."""
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "execution_entity" ("id" integer PRIMARY KEY AUTOINCREMENT NOT NULL, '
+                 '"finished" boolean NOT NULL, "mode" varchar NOT NULL, "retryOf" varchar, "retrySuccessId" varchar,'
+                 ' "startedAt" datetime, "stoppedAt" datetime, "waitTill" datetime, "status" varchar NOT NULL, '
+                 '"workflowId" varchar(36) NOT NULL, "deletedAt" datetime(3), '
+                 '"createdAt" datetime(3) NOT NULL DEFAULT (STRFTIME(\'%Y-%m-%d %H:%M:%f\', \'NOW\')))')
+    conn.executemany('INSERT INTO execution_entity (finished, mode, startedAt, stoppedAt, status, workflowId) '
+                     'VALUES (?, \'webhook\', ?, ?, ?, ?)',
+                     [(status == "success", start, stop, status, wf) for wf, status, start, stop in rows])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_execution_counts_from_sqlite(tmp_path):
+    a, b = workflow_id(0), workflow_id(1)
+    db = _db(tmp_path / "database.sqlite", [
+        (a, "success", "2026-12-01 06:30:00.000", "2026-12-01 06:30:00.050"),
+        (a, "success", "2026-12-01 06:30:01.000", "2026-12-01 06:30:02.500"),
+        (a, "error", "2026-12-01 06:30:01.200", "2026-12-01 06:30:01.300"),
+        (a, "running", "2026-12-01 06:29:59.000", None),
+        (a, "new", None, None),
+        (b, "success", "2026-12-01 07:00:00.000", "2026-12-01 07:00:09.000"),
+    ])
+    counts = execution_counts(db, a)
+    assert (counts.recorded, counts.finished, counts.succeeded) == (5, 3, 2)
+    t0 = datetime(2026, 12, 1, 6, 30, tzinfo=timezone.utc)
+    assert counts.first_started == t0  # of the finished ones: the running one started earlier
+    assert counts.last_completed == t0 + timedelta(seconds=2.5)
+    assert counts.window_s == 2.5
+    assert unfinished(db, [a, b]) == 2
+    assert unfinished(db, [b]) == 0
+    assert execution_counts(db, "nosuchworkflow0") == RunCounts(recorded=0, finished=0, succeeded=0)
+
+
+def test_no_database_yet_counts_nothing(tmp_path):
+    assert execution_counts(tmp_path / "missing.sqlite", "x").recorded == 0
+    assert unfinished(tmp_path / "missing.sqlite", ["x"]) == 0
+
+
+def test_parse_time_forms():
+    t = datetime(2026, 12, 1, 6, 30, 0, 123000, tzinfo=timezone.utc)
+    assert parse_time("2026-12-01 06:30:00.123") == t
+    assert parse_time("2026-12-01T06:30:00.123Z") == t
+    assert parse_time(t.timestamp() * 1000) == t
+    assert parse_time(None) is None
+
+
+def test_kill_tree_ends_a_process_and_its_child():
+    import subprocess
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True)
+    kill_tree(proc.pid, grace_s=2.0)
+    assert proc.wait(5) != 0
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+
+
+def n8n_ingress(connections: int, ok: int, p99_us: float, finished: int, window_s: float):
+    r = ingress("direct", connections, ok, p99_us, ok)
+    counts = RunCounts(recorded=ok, finished=finished, succeeded=finished, first_started=T0,
+                       last_completed=T0 + timedelta(seconds=window_s))
+    return type(r)(target="n8n", route="direct", load=r.load, counts=counts, record_s=0.1, drain_s=1.5, discarded=0,
+                   cpu={"n8n": 1.0, "load generator": 0.02})
+
+
+def n8n_result(**kw) -> PeerResult:
+    values = {"name": "n8n", "version": "2.8.4", "runtime": "Node.js v20.20.2", "log": "/tmp/x/logs/n8n.log",
+              "ingress": [n8n_ingress(16, 820, 264_000, 820, 10.0), n8n_ingress(64, 800, 1_200_000, 800, 10.0)],
+              "memory": [ProcessMemory("n8n", Memory(2, 900 * 1024, 700 * 1024), True, "main")],
+              "settings": [("DB_TYPE", "sqlite")], "database": "SQLite on tmpfs (RAM)", "warm_up_s": 10.0}
+    values.update(kw)
+    return PeerResult(**values)
+
+
+def full_report(peers: list[PeerResult]):
+    r = report(ingress=[ingress("direct", 16, 25_000, 8_000, 25_000), ingress("direct", 64, 30_000, 40_000, 30_000)],
+               engine=[engine("example", 2, 2000, 4.0)], memory_end=memory(250), peers=peers)
+    r.config = load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"})
+    return r
+
+
+def table_rows(text: str, heading: str) -> dict[str, list[str]]:
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| :") and not line.startswith("| metric"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            out[cells[0]] = cells[1:]
+    return out
+
+
+def test_ratio_and_completed_rate():
+    assert ratio(300.0, 100.0) == "3.00"
+    assert ratio(None, 1.0) == ratio(1.0, 0.0) == "-"
+    assert completed_per_s(n8n_ingress(16, 820, 264_000, 820, 10.0)) == 82.0
+
+
+def test_section_with_n8n_results():
+    text = render(full_report([n8n_result()]))
+    assert "## AutomateOS / n8n" in text
+    assert text.index("## AutomateOS / n8n") < text.index("## Settings")
+    rows = table_rows(text, "## AutomateOS / n8n")
+    # ingress rows: 25,000 / 30,000 accepted in 10 s; n8n 820 / 800 in 10 s
+    assert rows["accepted webhooks/s, 16 connections"] == ["2,500", "82", "30.49", "higher"]
+    assert rows["accepted webhooks/s, 64 connections"] == ["3,000", "80", "37.50", "higher"]
+    assert rows["p99 latency ms, 16 connections"] == ["8.00", "264.00", "0.03", "lower"]
+    assert rows["p99 latency ms, 64 connections"] == ["40.00", "1,200.00", "0.03", "lower"]
+    assert rows["p50 latency ms, 16 connections"] == ["1.00", "1.00", "1.00", "lower"]
+    assert rows["completed runs/s of the example workflow"] == ["500", "82", "6.10", "higher"]
+    assert rows["stack RSS MB after the run"] == ["350", "900", "0.39", "lower"]
+    assert rows["stack PSS MB after the run"] == ["180", "700", "0.26", "lower"]
+    assert "completed runs/s under the 16-connection load" in rows
+    assert "`DB_TYPE=sqlite`" in text
+    assert "SQLite on tmpfs (RAM)" in text and "after 10 s of load on a workflow of its own" in text
+    details = table_rows(text, "n8n per load")
+    assert details["16"][:2] == ["82", "1.00"]
+    assert details["64"][-2:] == ["80", "1.5"]  # completed/s, all ended in s
+    # the Targets table stays AutomateOS-only
+    assert "n8n" not in text.split("## Targets", 1)[1].split("## Ingress", 1)[0]
+
+
+def test_section_when_n8n_could_not_start():
+    peer = n8n_result(ingress=[], memory=[], settings=[], runtime="",
+                      error="npm install of n8n 2.8.4 failed (exit 1): npm error code ENOTFOUND",
+                      log="/tmp/x/logs/n8n-install.log")
+    text = render(full_report([peer]))
+    section = text.split("## AutomateOS / n8n", 1)[1].split("\n## ", 1)[0]
+    assert "could not be measured" in section
+    assert "npm error code ENOTFOUND" in section
+    assert "/tmp/x/logs/n8n-install.log" in section
+    assert "## Engine" in text and "## Settings" in text  # the rest of the report is there
+
+
+def test_section_with_a_partial_n8n_run():
+    peer = n8n_result(ingress=[n8n_ingress(16, 820, 264_000, 810, 10.0)], error="n8n exited with 1")
+    text = render(full_report([peer]))
+    rows = table_rows(text, "## AutomateOS / n8n")
+    assert rows["accepted webhooks/s, 64 connections"] == ["3,000", "-", "-", "higher"]
+    assert "n8n stopped early (n8n exited with 1)" in text
+
+
+def test_no_section_without_peers_and_a_note_when_skipped():
+    assert peer_sections(report()) == []
+    r = full_report([])
+    assert "n8n was not measured" in "\n".join(peer_sections(r))
+
+
+def test_first_line():
+    assert first_line(RuntimeError("one\ntwo")) == "one"
+    assert first_line(RuntimeError()) == "RuntimeError"
+
+
+def test_a_peer_that_cannot_install_is_reported_not_fatal(tmp_path, monkeypatch):
+    import bench.n8n
+    from bench.peers import measure_peers
+
+    def fail(version, *, log, say, environ=None):
+        raise bench.n8n.PeerError(f"npm install of n8n {version} failed (exit 1): npm error code E404\nmore", log)
+
+    monkeypatch.setattr(bench.n8n, "install", fail)
+    cfg = load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"})
+    into: list[PeerResult] = []
+    said: list[str] = []
+    measure_peers(cfg, "wrk", tmp_path, said.append, into)
+    [peer] = into
+    assert peer.error == "npm install of n8n 2.8.4 failed (exit 1): npm error code E404"
+    assert peer.log == str(tmp_path / "logs" / "n8n-install.log")
+    assert not peer.ingress and not peer.ok
+    assert any("E404" in line for line in said)
+
+
+def test_last_error_names_what_npm_said(tmp_path):
+    from bench.n8n import _last_error
+    log = tmp_path / "install.log"
+    log.write_text("$ npm install\nnpm warn deprecated x\nnpm error code ETARGET\n"
+                   "npm error notarget No matching version found for n8n@9.9.9.\nnpm error A complete log ...\n")
+    assert _last_error(log) == "npm error code ETARGET; npm error notarget No matching version found for n8n@9.9.9."
+    log.write_text("starting\nError: listen EADDRINUSE 127.0.0.1:5678\nbye\n")
+    assert _last_error(log) == "Error: listen EADDRINUSE 127.0.0.1:5678"
+    assert _last_error(tmp_path / "none.log") == "(no log)"
+
+
+def test_tmpfs_only_when_writable_and_roomy(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import bench.n8n
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(8 << 30, 0, 8 << 30))
+    assert bench.n8n.tmpfs_usable(tmp_path)
+    assert not bench.n8n.tmpfs_usable(tmp_path / "missing")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(64 << 20, 0, 64 << 20))
+    assert not bench.n8n.tmpfs_usable(tmp_path)
