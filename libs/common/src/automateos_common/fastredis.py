@@ -31,17 +31,20 @@ Args = Sequence[Any]
 
 
 class _Request:
-    __slots__ = ("future", "replies", "wanted")
+    __slots__ = ("deadline", "future", "replies", "wanted")
 
-    def __init__(self, future: asyncio.Future[list[Any]], wanted: int) -> None:
+    def __init__(self, future: asyncio.Future[list[Any]], wanted: int, deadline: float) -> None:
         self.future = future
         self.wanted = wanted
+        self.deadline = deadline
         self.replies: list[Any] = []
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None  # one timer for the oldest request, not one each
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.waiting: deque[_Request] = deque()
@@ -85,12 +88,25 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise ConnectionError("Connection to Redis closed")
         future: asyncio.Future[list[Any]] = self.loop.create_future()
-        self.waiting.append(_Request(future, wanted))
+        self.waiting.append(_Request(future, wanted, self.loop.time() + self.timeout))
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_later(self.timeout, self._check_deadline)
         self.out.append(payload)
         if not self.flush_scheduled:  # everything asked in this loop iteration goes in one write
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
         return future
+
+    def _check_deadline(self) -> None:
+        """Requests are answered in order, so only the oldest can be overdue first."""
+        self.watchdog = None
+        if not self.waiting or self.closed:
+            return
+        overdue_in = self.waiting[0].deadline - self.loop.time()
+        if overdue_in <= 0:  # replies that came later could not be matched to their requests: drop it all
+            self._fail(TimeoutError(f"No answer from Redis within {self.timeout:g} s"))
+            return
+        self.watchdog = self.loop.call_later(overdue_in, self._check_deadline)
 
     def _flush(self) -> None:
         self.flush_scheduled = False
@@ -100,6 +116,9 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.waiting:
             request = self.waiting.popleft()
             if not request.future.done():
@@ -145,7 +164,8 @@ class PipelinedRedis:
             loop = asyncio.get_running_loop()
             try:
                 _, new = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Connection(loop), self.host, self.port), self.connect_timeout)
+                    loop.create_connection(lambda: _Connection(loop, self.timeout), self.host, self.port),
+                    self.connect_timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ConnectionError(f"Cannot connect to Redis at {self.host}:{self.port}: {exc!r}") from None
             hello: list[Args] = []
@@ -155,7 +175,7 @@ class PipelinedRedis:
                 hello.append(("SELECT", self.db))
             if hello:
                 try:
-                    await self._wait(new, new.send(b"".join(hiredis.pack_command(tuple(c)) for c in hello),
+                    await self._wait(new.send(b"".join(hiredis.pack_command(tuple(c)) for c in hello),
                                                    len(hello)))
                 except BaseException:
                     new.close()  # refused (a wrong password): never handed out
@@ -163,12 +183,9 @@ class PipelinedRedis:
             self._slots[i] = new
             return new
 
-    async def _wait(self, conn: _Connection, future: asyncio.Future[list[Any]]) -> list[Any]:
-        try:
-            replies = await asyncio.wait_for(future, self.timeout)
-        except asyncio.TimeoutError:
-            conn.close()  # replies that come later could not be matched to their requests
-            raise TimeoutError(f"No answer from Redis within {self.timeout:g} s") from None
+    @staticmethod
+    async def _wait(future: asyncio.Future[list[Any]]) -> list[Any]:
+        replies = await future  # the connection's watchdog fails it with TimeoutError when overdue
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
@@ -177,7 +194,7 @@ class PipelinedRedis:
     async def execute(self, *args: Any) -> Any:
         """One command; its reply."""
         conn = await self._connection()
-        return (await self._wait(conn, conn.send(hiredis.pack_command(args), 1)))[0]
+        return (await self._wait(conn.send(hiredis.pack_command(args), 1)))[0]
 
     async def transaction(self, commands: Sequence[Args]) -> list[Any]:
         """MULTI, the commands, EXEC, written as one block; the replies of the commands (EXEC's array).
@@ -189,7 +206,7 @@ class PipelinedRedis:
                             b"*1\r\n$4\r\nEXEC\r\n"])
         conn = await self._connection()
         try:
-            replies = await self._wait(conn, conn.send(payload, len(commands) + 2))
+            replies = await self._wait(conn.send(payload, len(commands) + 2))
         except ResponseError as exc:
             raise ResponseError(f"Transaction refused: {exc}") from None
         result = replies[-1]

@@ -129,23 +129,35 @@ class JobTemplate:
         self.template: list[Command] = [(tuple(args), dict(opts)) for args, opts in pipe.command_stack]
         if not any(self.STAND_IN in str(args) for args, _ in self.template):
             raise RuntimeError("RQ's enqueue commands do not name the job id: cannot replay them")
+        # Per command: its arguments, and where they change per job (position, how), worked out once.
+        self._plan: list[tuple[tuple[Any, ...], dict[str, Any], list[tuple[int, str, Any]]]] = []
+        for args, opts in self.template:
+            changes: list[tuple[int, str, Any]] = []
+            for i, value in enumerate(args):
+                name = args[i - 1] if args[0] == "HSET" and i >= 3 and i % 2 == 1 else None
+                if name in self.NOW_FIELDS:
+                    changes.append((i, "now", None))
+                elif name == "data" and isinstance(value, bytes):
+                    changes.append((i, "data", zlib.decompress(value).split(self.STAND_IN.encode())))
+                elif isinstance(value, str) and self.STAND_IN in value:
+                    changes.append((i, "id", value.split(self.STAND_IN)))
+            self._plan.append((args, opts, changes))
 
     def commands(self, job_id: str, now: datetime | None = None) -> list[Command]:
         stamp = utcformat(now or datetime.now(timezone.utc))
-        stand_in, out = self.STAND_IN, []
-        for args, opts in self.template:
-            if args[0] != "HSET":
-                out.append((tuple(a.replace(stand_in, job_id) if isinstance(a, str) else a for a in args), opts))
+        raw_id, out = job_id.encode(), []
+        for args, opts, changes in self._plan:
+            if not changes:
+                out.append((args, opts))
                 continue
-            new: list[Any] = [args[0], args[1].replace(stand_in, job_id)]
-            for name, value in zip(args[2::2], args[3::2], strict=True):
-                if name in self.NOW_FIELDS:
-                    value = stamp
-                elif name == "data" and isinstance(value, bytes):
-                    value = zlib.compress(zlib.decompress(value).replace(stand_in.encode(), job_id.encode()))
-                elif isinstance(value, str):
-                    value = value.replace(stand_in, job_id)
-                new += (name, value)
+            new = list(args)
+            for i, how, parts in changes:
+                if how == "now":
+                    new[i] = stamp
+                elif how == "data":
+                    new[i] = zlib.compress(raw_id.join(parts))
+                else:
+                    new[i] = job_id.join(parts)
             out.append((tuple(new), opts))
         return out
 

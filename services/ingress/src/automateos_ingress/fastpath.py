@@ -1,10 +1,11 @@
 """`/hooks/{token}` as plain ASGI, in front of FastAPI: the one route that must be fast.
 
 A webhook needs no dependency injection, no validation of path types and no response model,
-yet FastAPI's routing and request machinery cost more than the work itself (two Redis round
-trips). This middleware answers webhooks directly with the same functions the FastAPI route
-uses (`payloads`, `Acceptor.webhook_async`) and the same error envelope; the FastAPI route stays
-for the OpenAPI document and answers whatever this does not take (other methods, other paths).
+yet FastAPI's routing, middleware and request machinery cost more than the work itself (two
+Redis round trips). `IngressApp` (a FastAPI) hands webhooks to `WebhookFastPath` before its own
+middleware stack; it answers them with the same functions the FastAPI route uses (`payloads`,
+`Acceptor.webhook_async`) and the same error envelope. The FastAPI route stays for the OpenAPI
+document and answers whatever this does not take (other methods, other paths).
 `tests/integration/test_fastpath.py` holds the two to the same answers.
 
 Accepted webhooks are not access-logged (the run is their record, and a line per webhook costs
@@ -17,6 +18,7 @@ import logging
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automateos_common.errors import AutomateOSError, error_body
@@ -32,19 +34,30 @@ _JSON = (b"content-type", b"application/json")
 
 
 class WebhookFastPath:
-    def __init__(self, app: ASGIApp, *, max_body: int | None = None) -> None:
+    """ASGI middleware: webhooks answered here, anything else passed to `app`."""
+
+    def __init__(self, app: ASGIApp | None = None, *, max_body: int | None = None) -> None:
         self.app = app
         self.max_body = get_settings().max_body_bytes if max_body is None else max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @staticmethod
+    def takes(scope: Scope) -> bool:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith(PREFIX) or scope["method"] not in METHODS:
-            await self.app(scope, receive, send)
-            return
+            return False
         token = path[len(PREFIX):]
-        if not token or "/" in token:
+        return bool(token) and "/" not in token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.takes(scope):
+            await self.handle(scope, receive, send)
+        else:
+            assert self.app is not None
             await self.app(scope, receive, send)
-            return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a webhook (`takes(scope)` is true); `scope["app"]` has the acceptor in its state."""
+        token = scope["path"][len(PREFIX):]
         try:
             status, body, headers = await self._accept(scope, receive, token)
         except ClientDisconnected:  # gone before its body arrived: nothing was accepted, no one to answer
@@ -90,3 +103,16 @@ async def _body_chunks(receive: Receive) -> Any:
         yield message.get("body", b"")
         if not message.get("more_body", False):
             return
+
+
+class IngressApp(FastAPI):
+    """FastAPI, with webhooks answered by `fast_webhooks` before Starlette's middleware stack."""
+
+    fast_webhooks: WebhookFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_webhooks is not None and WebhookFastPath.takes(scope):
+            scope["app"] = self
+            await self.fast_webhooks.handle(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

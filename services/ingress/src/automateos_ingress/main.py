@@ -16,11 +16,12 @@ from automateos_common.queue import make_queue
 
 from .accept import Acceptor
 from .api.routes import hooks
-from .fastpath import WebhookFastPath
+from .fastpath import IngressApp, WebhookFastPath
 from .settings import IngressSettings, get_settings
 
 
-def create_app(settings: IngressSettings | None = None) -> FastAPI:
+def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool = True) -> FastAPI:
+    """`fast_webhooks=False` leaves webhooks to the FastAPI route alone (tests compare the two)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -51,8 +52,11 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     app = create_service_app(
         "ingress", title="AutomateOS ingress", lifespan=lifespan, health=health, log_level=settings.log_level,
         description="Accepts webhooks and manual runs: the job is in Redis before the 202 is sent.",
+        app_class=IngressApp,
     )
     app.include_router(hooks.router)
     # /hooks/{token} without FastAPI's per-request machinery (the route above stays for OpenAPI and the rest).
-    app.add_middleware(WebhookFastPath, max_body=settings.max_body_bytes)
+    if fast_webhooks:
+        assert isinstance(app, IngressApp)
+        app.fast_webhooks = WebhookFastPath(max_body=settings.max_body_bytes)
     return app

@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from automateos_common import catalog
 from automateos_common.queue import RUN_JOB
 from automateos_common.runs import RunStatus, RunStore
-from automateos_ingress.fastpath import WebhookFastPath
+from automateos_ingress.fastpath import IngressApp
 from automateos_ingress.main import create_app
 from automateos_ingress.settings import IngressSettings, get_settings
 
@@ -45,9 +45,8 @@ def apps(redis_client, monkeypatch, tmp_path):
         pipe.set(catalog.READY_KEY, "1")
         pipe.execute()
     fast = create_app(IngressSettings())
-    plain = create_app(IngressSettings())
-    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not WebhookFastPath]
-    assert len(fast.user_middleware) == len(plain.user_middleware) + 1
+    plain = create_app(IngressSettings(), fast_webhooks=False)
+    assert isinstance(fast, IngressApp) and fast.fast_webhooks is not None and plain.fast_webhooks is None
     yield fast, plain
     get_settings.cache_clear()
 
