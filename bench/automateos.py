@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -166,8 +167,9 @@ class AutomateOS(Target):
         body = r.json()
         return Webhook(label=label, url=str(body["webhook_url"]), key=str(body["id"]))
 
-    def webhook(self, label: str, route: str = "direct") -> Webhook:
-        hook = self.create_workflow(label, TRIGGER_ONLY)
+    def webhook(self, label: str, route: str = "direct", definition: dict[str, Any] | None = None) -> Webhook:
+        """A fresh workflow of `definition` (None: trigger-only) and the URL of its webhook by `route`."""
+        hook = self.create_workflow(label, TRIGGER_ONLY if definition is None else definition)
         if route == "gateway":
             return hook
         assert route == "direct" and self.stack is not None
@@ -183,6 +185,14 @@ class AutomateOS(Target):
         return RunCounts(recorded=recorded, finished=finished, succeeded=succeeded, first_started=first,
                          last_completed=last)
 
+    def completed_times(self, hook: Webhook) -> list[datetime]:
+        """`completed_at` of the workflow's ended runs in PostgreSQL: the engine's own timestamps (UTC), which
+        the recorder copies from the run's state in Redis."""
+        with self.db.cursor() as cur:
+            cur.execute("SELECT completed_at FROM executions WHERE workflow_id = %s AND status = ANY(%s)"
+                        " AND completed_at IS NOT NULL", (int(hook.key), list(FINISHED)))
+            return [row[0] for row in cur.fetchall()]
+
     def _trees(self) -> dict[str, int]:
         """Name -> root pid of every process tree of the stack and its servers."""
         assert self.stack is not None
@@ -190,6 +200,8 @@ class AutomateOS(Target):
         for name, server in (("Redis", self.redis_server), ("PostgreSQL", self.pg)):
             if server is not None and server.proc is not None:
                 trees[name] = server.proc.pid
+        if self.echo is not None:  # the example's http_request calls it: busy in the sustained rows
+            trees["echo server"] = self.echo.pid
         return trees
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -227,6 +239,22 @@ class AutomateOS(Target):
         assert self.stack is not None
         self.stack.stop("engine")
         self.engine_workers = 0
+
+    def start_engine(self, workers: int) -> None:
+        """The engine running with `workers` workers of the class it had; when it returns they are registered
+        with RQ (and, with a backlog waiting, already at work). A no-op when it runs with that many."""
+        assert self.stack is not None
+        proc = self.stack.procs.get("engine")
+        running = proc is not None and proc.poll() is None
+        if running and self.engine_workers == workers:
+            return
+        if running:
+            self.configure_engine(workers, self.worker_class)
+            return
+        self.stack.workers = self.engine_workers = workers
+        self.stack.start("engine")
+        self.stack.wait_healthy("engine", timeout=60)
+        self._wait_workers(workers)
 
     def configure_engine(self, workers: int, worker_class: str | None) -> None:
         """Restart the engine with `workers` workers of `worker_class` (None: its default); idle when it returns."""

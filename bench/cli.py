@@ -23,7 +23,7 @@ from .config import BenchConfig, load_config
 from .loadgen import choose
 from .machine import code_fingerprint, commit, machine
 from .peers import measure_peers
-from .phases import engine_phase, ingress_phase
+from .phases import MODE_BURST, MODE_SUSTAINED, burst_phase, engine_phase, sustained_phase
 from .report import Report, observations, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,19 +58,26 @@ def report_path(out_dir: Path, started: datetime, short_sha: str, quick: bool) -
 
 def measure(cfg: BenchConfig, target: AutomateOS, report: Report, say: Say) -> None:
     with target:
-        if cfg.ingress_workers == 0:
-            target.stop_engine()
-        drain_s = cfg.drain_timeout_s if cfg.ingress_workers else 0.0  # no workers: nothing will drain
-        for connections in cfg.concurrency:
-            report.ingress.append(ingress_phase(
-                target, generator=report.generator, route="direct", connections=connections,
-                duration_s=cfg.duration_s, threads=cfg.wrk_threads, drain_timeout_s=drain_s,
-                log=target.log_dir / "loadgen.log", say=say))
-        if cfg.gateway:
-            report.ingress.append(ingress_phase(
-                target, generator=report.generator, route="gateway", connections=cfg.concurrency[0],
-                duration_s=cfg.duration_s, threads=cfg.wrk_threads, drain_timeout_s=drain_s,
-                log=target.log_dir / "loadgen.log", say=say))
+        log = target.log_dir / "loadgen.log"
+        for mode in cfg.ingress_modes:
+            if mode == MODE_BURST:
+                routes = [("direct", c) for c in cfg.concurrency]
+                routes += [("gateway", cfg.concurrency[0])] if cfg.gateway else []
+                for route, connections in routes:
+                    report.ingress.append(burst_phase(
+                        target, generator=report.generator, route=route, connections=connections,
+                        duration_s=cfg.duration_s, threads=cfg.wrk_threads, workers=cfg.ingress_workers,
+                        drain_timeout_s=cfg.drain_timeout_s, log=log, say=say))
+            elif mode == MODE_SUSTAINED:
+                definition = example_definition(f"{target.echo_url}/data")
+                for connections in cfg.concurrency:
+                    report.ingress.append(sustained_phase(
+                        target, definition=definition, generator=report.generator, connections=connections,
+                        duration_s=cfg.duration_s, threads=cfg.wrk_threads, workers=cfg.ingress_workers,
+                        drain_timeout_s=cfg.drain_timeout_s, log=log, say=say))
+        if cfg.gateway and MODE_BURST not in cfg.ingress_modes:
+            report.notes.append("No gateway row: it is measured in burst mode, which BENCH_INGRESS_MODES left out.")
+        target.start_engine(cfg.ingress_workers)  # a burst may have discarded a backlog; the engine runs on
         report.memory_after_ingress = target.memory()
         workflows = (("example", example_definition(f"{target.echo_url}/data")), ("chain", chain_definition()))
         for worker_class in cfg.worker_classes or (None,):
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _on_signal)
     work_dir = Path(tempfile.mkdtemp(prefix="aos-bench-"))
     report.log_dir = str(work_dir / "logs")
-    target = AutomateOS(work_dir, workers=max(1, cfg.ingress_workers), say=say)
+    target = AutomateOS(work_dir, workers=cfg.ingress_workers, say=say)
     say(f"bench{' (quick)' if cfg.quick else ''}: {report.machine.describe()}; load generator {report.generator}")
     status = 0
     try:

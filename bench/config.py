@@ -16,19 +16,27 @@ from typing import Any
 LOADGENS = ("auto", "wrk", "python")
 WORKER_CLASSES = ("fork", "simple")
 PEERS = ("n8n",)  # other systems measured in the same run by the same load generator (bench/n8n.py)
+# How the ingress rows are measured (bench.phases): "burst" = a trigger-only workflow with the engine stopped
+# during the load (the ingress's own capacity), its backlog executed after; "sustained" = API.md's example with
+# the engine executing during the load (end to end, the rows compared with n8n).
+INGRESS_MODES = ("burst", "sustained")
 
 # name: (full run, quick run)
 DEFAULTS: dict[str, tuple[Any, Any]] = {
-    "duration_s": (30.0, 5.0),
+    # quick: 2 s, because every accepted webhook is executed after its load (burst: ~450 trigger-only runs/s with 2
+    # workers; sustained: the example at ~180/s), and that drain is most of a quick run's time
+    "duration_s": (30.0, 2.0),
     "concurrency": ((16, 64), (16, 64)),
     "gateway": (True, True),
     "workers": ((1, 2, 4), (2,)),
     "worker_classes": ((), ()),  # empty: the engine's own default (AUTOMATEOS_WORKER_CLASS's default)
     "runs": (2000, 500),
+    "ingress_modes": (INGRESS_MODES, INGRESS_MODES),
     "ingress_workers": (2, 2),
     "loadgen": ("auto", "auto"),
     "wrk_threads": (1, 1),
-    "drain_timeout_s": (45.0, 10.0),
+    # a bound, not a wait: a full run's burst leaves ~100,000 runs (~4 min to execute), a sustained row ~40,000
+    "drain_timeout_s": (600.0, 45.0),
     "engine_timeout_s": (60.0, 20.0),
     "out_dir": (Path("bench/results"), Path("bench/results")),
     "peers": (("n8n",), ()),  # quick runs stay under two minutes; BENCH_PEERS=n8n adds n8n to one
@@ -45,7 +53,8 @@ class BenchConfig:
     workers: tuple[int, ...]  # engine worker counts of the engine phase
     worker_classes: tuple[str, ...]
     runs: int  # runs per engine measurement
-    ingress_workers: int  # engine workers running (draining the queue) during the ingress phases; 0: engine stopped
+    ingress_modes: tuple[str, ...]  # which ingress rows run, in this order: burst, sustained (INGRESS_MODES)
+    ingress_workers: int  # engine workers of the sustained rows, and those that execute a burst's backlog after it
     loadgen: str
     wrk_threads: int
     drain_timeout_s: float  # longest wait after an ingress phase for its runs to be executed
@@ -60,7 +69,8 @@ class BenchConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, tuple):
-                value = ", ".join(str(v) for v in value) or ("none" if f.name == "peers" else "(engine default)")
+                value = ", ".join(str(v) for v in value) or ("none" if f.name in ("peers", "ingress_modes")
+                                                             else "(engine default)")
             out.append((f.name, str(value)))
         return out
 
@@ -95,6 +105,18 @@ def parse_peers(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def parse_modes(raw: str) -> tuple[str, ...]:
+    """"burst,sustained" -> ("burst", "sustained") in the order given; "none" or "0" -> () (no ingress rows)."""
+    values = tuple(part.lower() for part in raw.replace(" ", "").split(",") if part)
+    if values in (("none",), ("0",)):
+        return ()
+    bad = [v for v in values if v not in INGRESS_MODES]
+    if bad or not values:
+        raise ValueError(f"BENCH_INGRESS_MODES: unknown {', '.join(bad) or repr(raw)} "
+                         f"(known: {', '.join(INGRESS_MODES)}, or none)")
+    return tuple(dict.fromkeys(values))
+
+
 def parse_bool(raw: str) -> bool:
     return raw.strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -108,8 +130,10 @@ def _arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", help="engine worker counts, e.g. 1,2,4 (BENCH_WORKERS)")
     p.add_argument("--worker-classes", dest="worker_classes", help="fork,simple (BENCH_WORKER_CLASSES)")
     p.add_argument("--runs", help="runs per engine measurement (BENCH_RUNS)")
+    p.add_argument("--ingress-modes", dest="ingress_modes",
+                   help="ingress rows: burst,sustained, one of them, or none (BENCH_INGRESS_MODES)")
     p.add_argument("--ingress-workers", dest="ingress_workers",
-                   help="engine workers during the ingress phases (BENCH_INGRESS_WORKERS)")
+                   help="engine workers of the sustained rows and of a burst's backlog (BENCH_INGRESS_WORKERS)")
     p.add_argument("--loadgen", choices=LOADGENS, help="auto: wrk if installed, else Python (BENCH_LOADGEN)")
     p.add_argument("--wrk-threads", dest="wrk_threads", help="wrk threads (BENCH_WRK_THREADS)")
     p.add_argument("--drain-timeout", dest="drain_timeout_s",
@@ -124,7 +148,8 @@ def _arg_parser() -> argparse.ArgumentParser:
 
 ENV = {"duration_s": "BENCH_DURATION_S", "concurrency": "BENCH_CONCURRENCY", "gateway": "BENCH_GATEWAY",
        "workers": "BENCH_WORKERS", "worker_classes": "BENCH_WORKER_CLASSES", "runs": "BENCH_RUNS",
-       "ingress_workers": "BENCH_INGRESS_WORKERS", "loadgen": "BENCH_LOADGEN", "wrk_threads": "BENCH_WRK_THREADS",
+       "ingress_modes": "BENCH_INGRESS_MODES", "ingress_workers": "BENCH_INGRESS_WORKERS",
+       "loadgen": "BENCH_LOADGEN", "wrk_threads": "BENCH_WRK_THREADS",
        "drain_timeout_s": "BENCH_DRAIN_TIMEOUT_S", "engine_timeout_s": "BENCH_ENGINE_TIMEOUT_S",
        "out_dir": "BENCH_OUT", "peers": "BENCH_PEERS", "n8n_version": "BENCH_N8N_VERSION"}
 
@@ -141,8 +166,11 @@ def _convert(name: str, raw: str) -> Any:
         if value <= 0:
             raise ValueError(f"{ENV[name]} must be positive, got {raw!r}")
         return value
+    if name == "ingress_modes":
+        return parse_modes(raw)
     if name == "ingress_workers" and raw.strip() == "0":
-        return 0
+        raise ValueError("BENCH_INGRESS_WORKERS: at least 1 (they run the sustained rows and execute each burst's "
+                         "backlog; the burst rows stop the engine during their load by themselves)")
     if name in ("runs", "ingress_workers", "wrk_threads"):
         return parse_ints(raw, ENV[name])[0]
     if name == "peers":

@@ -295,6 +295,17 @@ def execution_counts(db: Path, workflow: str) -> RunCounts:
                      first_started=parse_time(first), last_completed=parse_time(last))
 
 
+def stop_times(db: Path, workflow: str) -> list[datetime]:
+    """`stoppedAt` of the workflow's finished executions (UTC)."""
+    if not db.exists():
+        return []
+    with _connect(db) as conn:
+        rows = conn.execute(f"SELECT stoppedAt FROM execution_entity WHERE workflowId = ? AND status IN"
+                            f" ({', '.join('?' for _ in FINISHED)}) AND stoppedAt IS NOT NULL",
+                            (workflow, *FINISHED)).fetchall()
+    return [t for t in (parse_time(r[0]) for r in rows) if t is not None]
+
+
 def unfinished(db: Path, workflows: Iterable[str]) -> int:
     """Executions of these workflows not ended yet (new or running)."""
     ids = list(workflows)
@@ -564,6 +575,9 @@ class N8n(Target):
 
     def run_counts(self, hook: Webhook) -> RunCounts:
         return execution_counts(self.db, hook.key)
+
+    def completed_times(self, hook: Webhook) -> list[datetime]:
+        return stop_times(self.db, hook.key)
 
     def memory(self) -> list[ProcessMemory]:
         assert self.proc is not None

@@ -95,6 +95,11 @@ class Target(ABC):
         """CPU seconds used so far by each of its processes (trees), by name; optional."""
         return {}
 
+    def completed_times(self, hook: Webhook) -> list[datetime] | None:  # noqa: ARG002
+        """When each ended run of the workflow behind `hook` ended (UTC), as its records show; optional
+        (None: the target cannot tell, so no completed/s during the load)."""
+        return None
+
     def __enter__(self) -> Target:
         try:
             self.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -23,10 +24,11 @@ from bench.n8n import (
     workflow_id,
 )
 from bench.peers import PeerResult, first_line
+from bench.phases import MODE_BURST, MODE_REGULAR
 from bench.proc import Memory
 from bench.report import completed_per_s, peer_sections, ratio, render
 from bench.target import ProcessMemory, RunCounts
-from bench.tests.test_report import T0, engine, ingress, memory, report
+from bench.tests.test_report import T0, engine, ingress, memory, report, sustained
 
 # -- the workflow -----------------------------------------------------------------------------------------------
 
@@ -181,12 +183,15 @@ def test_kill_tree_ends_a_process_and_its_child():
 # -- the report -------------------------------------------------------------------------------------------------
 
 
-def n8n_ingress(connections: int, ok: int, p99_us: float, finished: int, window_s: float):
+def n8n_ingress(connections: int, ok: int, p99_us: float, finished: int, window_s: float,
+                completed_in_load: int | None = None):
+    """A 10 s n8n load (the test_report rows' window); by default 60% of its executions end during it."""
     r = ingress("direct", connections, ok, p99_us, ok)
     counts = RunCounts(recorded=ok, finished=finished, succeeded=finished, first_started=T0,
                        last_completed=T0 + timedelta(seconds=window_s))
-    return type(r)(target="n8n", route="direct", load=r.load, counts=counts, record_s=0.1, drain_s=1.5, discarded=0,
-                   cpu={"n8n": 1.0, "load generator": 0.02})
+    return dataclasses.replace(r, target="n8n", counts=counts, record_s=0.1, drain_s=1.5, discarded=0,
+                               cpu={"n8n": 1.0, "load generator": 0.02}, mode=MODE_REGULAR, engine_start_s=None,
+                               completed_in_load=finished * 6 // 10 if completed_in_load is None else completed_in_load)
 
 
 def n8n_result(**kw) -> PeerResult:
@@ -199,7 +204,10 @@ def n8n_result(**kw) -> PeerResult:
 
 
 def full_report(peers: list[PeerResult]):
-    r = report(ingress=[ingress("direct", 16, 25_000, 8_000, 25_000), ingress("direct", 64, 30_000, 40_000, 30_000)],
+    """burst rows much faster than the sustained ones, so a mix-up between them shows."""
+    r = report(ingress=[ingress("direct", 16, 25_000, 8_000, 25_000), ingress("direct", 64, 30_000, 40_000, 30_000),
+                        ingress("gateway", 16, 1_000, 90_000, 1_000),
+                        sustained(16, 12_000, 30_000, 1_500), sustained(64, 9_000, 120_000, 1_200)],
                engine=[engine("example", 2, 2000, 4.0)], memory_end=memory(250), peers=peers)
     r.config = load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"})
     return r
@@ -226,23 +234,58 @@ def test_section_with_n8n_results():
     assert "## AutomateOS / n8n" in text
     assert text.index("## AutomateOS / n8n") < text.index("## Settings")
     rows = table_rows(text, "## AutomateOS / n8n")
-    # ingress rows: 25,000 / 30,000 accepted in 10 s; n8n 820 / 800 in 10 s
-    assert rows["accepted webhooks/s, 16 connections"] == ["2,500", "82", "30.49", "higher"]
-    assert rows["accepted webhooks/s, 64 connections"] == ["3,000", "80", "37.50", "higher"]
-    assert rows["p99 latency ms, 16 connections"] == ["8.00", "264.00", "0.03", "lower"]
-    assert rows["p99 latency ms, 64 connections"] == ["40.00", "1,200.00", "0.03", "lower"]
-    assert rows["p50 latency ms, 16 connections"] == ["1.00", "1.00", "1.00", "lower"]
-    assert rows["completed runs/s of the example workflow"] == ["500", "82", "6.10", "higher"]
+    # sustained rows (the example executing during the load): 12,000 / 9,000 accepted in 10 s; n8n 820 / 800
+    assert rows["sustained: accepted webhooks/s, 16 connections"] == ["1,200", "82", "14.63", "higher"]
+    assert rows["sustained: accepted webhooks/s, 64 connections"] == ["900", "80", "11.25", "higher"]
+    assert rows["sustained: p99 latency ms, 16 connections"] == ["30.00", "264.00", "0.11", "lower"]
+    assert rows["sustained: p99 latency ms, 64 connections"] == ["120.00", "1,200.00", "0.10", "lower"]
+    assert rows["sustained: p50 latency ms, 16 connections"] == ["1.00", "1.00", "1.00", "lower"]
+    # completed during the 10 s window: AutomateOS 1,500 and 1,200; n8n 60% of 820 and of 800
+    assert rows["sustained: completed runs/s during the 16-connection load"] == ["150", "49", "3.05", "higher"]
+    assert rows["sustained: completed runs/s during the 64-connection load"] == ["120", "48", "2.50", "higher"]
+    # burst acceptance, on its own lines and labelled: 25,000 / 30,000 in 10 s (the direct rows, not the gateway)
+    burst = "burst (AutomateOS engine stopped; n8n executing, it has no such mode): accepted webhooks/s"
+    assert rows[f"{burst}, 16 connections"] == ["2,500", "82", "30.49", "higher"]
+    assert rows[f"{burst}, 64 connections"] == ["3,000", "80", "37.50", "higher"]
+    engine_row = next(v for k, v in rows.items() if k.startswith("engine phase: completed runs/s of the example"))
+    assert engine_row == ["500", "82", "6.10", "higher"]
     assert rows["stack RSS MB after the run"] == ["350", "900", "0.39", "lower"]
     assert rows["stack PSS MB after the run"] == ["180", "700", "0.26", "lower"]
-    assert "completed runs/s under the 16-connection load" in rows
+    assert not any(k.startswith("accepted webhooks/s") for k in rows)  # no row without its mode
+    assert "Ratio = AutomateOS / n8n" in text and "n8n has no burst mode in regular mode" in text
     assert "`DB_TYPE=sqlite`" in text
     assert "SQLite on tmpfs (RAM)" in text and "after 10 s of load on a workflow of its own" in text
     details = table_rows(text, "n8n per load")
     assert details["16"][:2] == ["82", "1.00"]
-    assert details["64"][-2:] == ["80", "1.5"]  # completed/s, all ended in s
+    # completed/s during load, not ended at load end, window s, completed/s, all ended in s
+    assert details["16"][-5:] == ["49", "328", "10.0", "82", "1.5"]
+    assert details["64"][-5:] == ["48", "320", "10.0", "80", "1.5"]
     # the Targets table stays AutomateOS-only
     assert "n8n" not in text.split("## Targets", 1)[1].split("## Ingress", 1)[0]
+
+
+def test_comparison_without_sustained_rows_leaves_them_empty():
+    r = full_report([n8n_result()])
+    r.ingress = [x for x in r.ingress if x.mode == MODE_BURST]
+    rows = table_rows(render(r), "## AutomateOS / n8n")
+    assert rows["sustained: accepted webhooks/s, 16 connections"] == ["-", "82", "-", "higher"]
+    assert rows["sustained: completed runs/s during the 16-connection load"] == ["-", "49", "-", "higher"]
+    assert rows["burst (AutomateOS engine stopped; n8n executing, it has no such mode): accepted webhooks/s, "
+                "16 connections"] == ["2,500", "82", "30.49", "higher"]
+
+
+def test_stop_times_from_sqlite(tmp_path):
+    from bench.n8n import stop_times
+    a = workflow_id(0)
+    db = _db(tmp_path / "database.sqlite", [
+        (a, "success", "2026-12-01 06:30:00.000", "2026-12-01 06:30:00.050"),
+        (a, "error", "2026-12-01 06:30:01.200", "2026-12-01 06:30:01.300"),
+        (a, "running", "2026-12-01 06:29:59.000", None),
+        (workflow_id(1), "success", "2026-12-01 07:00:00.000", "2026-12-01 07:00:09.000"),
+    ])
+    t0 = datetime(2026, 12, 1, 6, 30, tzinfo=timezone.utc)
+    assert sorted(stop_times(db, a)) == [t0 + timedelta(milliseconds=50), t0 + timedelta(milliseconds=1300)]
+    assert stop_times(tmp_path / "missing.sqlite", a) == []
 
 
 def test_section_when_n8n_could_not_start():
@@ -261,7 +304,7 @@ def test_section_with_a_partial_n8n_run():
     peer = n8n_result(ingress=[n8n_ingress(16, 820, 264_000, 810, 10.0)], error="n8n exited with 1")
     text = render(full_report([peer]))
     rows = table_rows(text, "## AutomateOS / n8n")
-    assert rows["accepted webhooks/s, 64 connections"] == ["3,000", "-", "-", "higher"]
+    assert rows["sustained: accepted webhooks/s, 64 connections"] == ["900", "-", "-", "higher"]
     assert "n8n stopped early (n8n exited with 1)" in text
 
 
