@@ -7,19 +7,23 @@ services can share one PostgreSQL database in compose, and each gets a SQLite fi
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
-from starlette.requests import Request
+from starlette.requests import Request  # at run time: FastAPI reads get_session's annotation to inject it
 
 log = logging.getLogger(__name__)
+
+# How `migrate` hands the database URL to its child: the environment, never the command line.
+MIGRATE_URL_ENV = "AUTOMATEOS_MIGRATE_DATABASE_URL"
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -48,6 +52,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def run_migrations(engine: Engine, script_location: Path, version_table: str) -> None:
     """Upgrade to head. On PostgreSQL an advisory lock serialises replicas starting together."""
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["version_table"] = version_table
@@ -58,6 +65,28 @@ def run_migrations(engine: Engine, script_location: Path, version_table: str) ->
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    log.info("migrations at head (%s)", version_table)
+
+
+def migrate(url: str, script_location: Path, version_table: str, *, timeout_s: float = 600.0) -> None:
+    """`run_migrations` in a process of its own (`python -m automateos_common.migrate`), so that the
+    service never imports Alembic and Mako: about 10 MB resident for the life of each service that
+    owns tables, for a second more at start. An in-memory SQLite database (tests) can only be
+    migrated in this process, so it is."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        engine = make_engine(url)
+        try:
+            run_migrations(engine, script_location, version_table)
+        finally:
+            engine.dispose()
+        return
+    proc = subprocess.run([sys.executable, "-m", "automateos_common.migrate", str(script_location), version_table],
+                          env={**os.environ, MIGRATE_URL_ENV: url}, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
+        raise RuntimeError(f"database migrations ({version_table}) failed with exit status {proc.returncode}:\n{tail}")
     log.info("migrations at head (%s)", version_table)
 
 

@@ -22,15 +22,11 @@ Starlette looks exception handlers up along the MRO, so a subclass inherits its 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+if TYPE_CHECKING:  # the web stack is imported by the services that install the handlers, not by the engine
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +209,8 @@ def pydantic_errors(errors: list[Any], prefix: str = "") -> list[dict[str, str]]
 
 
 async def _automateos_error(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     assert isinstance(exc, AutomateOSError)
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
@@ -221,6 +219,9 @@ async def _automateos_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
     assert isinstance(exc, RequestValidationError)
     errors = pydantic_errors(list(exc.errors()))
     details: dict[str, Any] = {}
@@ -230,6 +231,9 @@ async def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
@@ -240,6 +244,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     # Redis or the database away is an outage to retry, not a bug: 503, never a 500.
     log.warning("dependency unavailable: %s", type(exc).__name__)
     return JSONResponse(error_body("SERVICE_UNAVAILABLE", "A dependency is unavailable; retry shortly"),
@@ -247,12 +253,20 @@ async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     # The traceback goes to the log, never to the client.
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(error_body("INTERNAL_ERROR", "Internal error"), status_code=500)
 
 
 def install_exception_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     app.add_exception_handler(AutomateOSError, _automateos_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from .errors import NotFoundError
+from .settings import INTERNAL_HEADER
 
-INTERNAL_HEADER = "X-AutomateOS-Internal"
+__all__ = ["INTERNAL_HEADER", "InternalOnly", "require_internal"]
 
 
 def require_internal(request: Request,

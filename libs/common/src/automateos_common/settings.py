@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# The header that carries the internal token on service-to-service calls (automateos_common.internal).
+INTERNAL_HEADER = "X-AutomateOS-Internal"
+
 class CommonSettings(BaseSettings):
     """Configuration every service reads from the environment."""
 

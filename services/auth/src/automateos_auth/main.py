@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from automateos_common.app import check_db, create_service_app
 from automateos_common.auth import JWKSCache, TokenVerifier
-from automateos_common.db import make_engine, run_migrations
+from automateos_common.db import make_engine, migrate
 
 from .api.routes import auth, users
 from .keys import SigningKey
@@ -25,8 +25,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url_for("auth"))
-        await anyio.to_thread.run_sync(run_migrations, engine, MIGRATIONS, "alembic_version_auth")
+        url = settings.database_url_for("auth")
+        await anyio.to_thread.run_sync(migrate, url, MIGRATIONS, "alembic_version_auth")  # in a child process
+        engine = make_engine(url)
         key = SigningKey.from_settings(settings)
         app.state.engine = engine
         app.state.signing_key = key

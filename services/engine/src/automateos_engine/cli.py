@@ -16,7 +16,6 @@ from automateos_common.logs import setup_logging
 
 from .health import create_app
 from .settings import get_settings
-from .worker import run_worker
 
 log = logging.getLogger("automateos_engine.supervisor")
 
@@ -72,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.cmd == "worker":
+        from .worker import run_worker  # only here: the supervisor (`run`) needs none of the engine
+
         ok = run_worker(burst=args.burst)
         sys.exit(0 if ok or args.burst else 1)
 

@@ -7,7 +7,7 @@ from redis import Redis
 
 from automateos_common import catalog
 from automateos_common.catalog import CatalogEntry
-from automateos_common.internal import INTERNAL_HEADER
+from automateos_common.settings import INTERNAL_HEADER
 
 
 class DefinitionUnavailable(RuntimeError):

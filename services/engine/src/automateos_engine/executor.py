@@ -10,11 +10,13 @@ died); after `max_interruptions` of those it fails instead of taking more worker
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ from automateos_common import catalog
 from automateos_common.catalog import CatalogEntry
 from automateos_common.control import CANCELLED_MESSAGE
 from automateos_common.errors import ValidationError
-from automateos_common.jsonutil import utcnow
+from automateos_common.jsonutil import dumps, utcnow
 from automateos_common.lease import Leases
 from automateos_common.nodes.base import NodeContext
 from automateos_common.nodes.definition import Plan, validate_definition
@@ -45,7 +47,8 @@ CONTROL_FIELD = "control"
 # After an unexpected error in the engine itself, look at the run again this much later.
 CRASH_RETRY_S = 5.0
 _PLAN_CACHE_SIZE = 256
-_PLANS: dict[tuple[int, int, int], Plan] = {}
+# Per registry (a weak key: a registry that is gone takes its plans with it), by the definition's content.
+_PLANS: weakref.WeakKeyDictionary[NodeRegistry, dict[bytes, Plan]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -278,18 +281,18 @@ class Executor:
         return driver.drive()
 
     def _plan(self, run: RunState) -> Plan:
-        """The run's plan; validating a definition is the costliest part of a pick-up, so plans are
-        kept per (workflow, version), which names one definition for good."""
+        """The run's plan; validating a definition is the costliest part of a pick-up, so plans are kept
+        per registry and definition, by a digest of the definition's JSON: a workflow's id and version do
+        not name one definition for good (SQLite may give a deleted workflow's id to a new one)."""
         assert run.definition is not None
-        if run.workflow_version is None:
-            return validate_definition(run.definition, self.rt.registry)
-        key = (id(self.rt.registry), run.workflow_id, run.workflow_version)
-        plan = _PLANS.get(key)
+        key = hashlib.blake2b(dumps(run.definition), digest_size=16).digest()
+        plans = _PLANS.setdefault(self.rt.registry, {})
+        plan = plans.get(key)
         if plan is None:
             plan = validate_definition(run.definition, self.rt.registry)
-            if len(_PLANS) >= _PLAN_CACHE_SIZE:
-                _PLANS.pop(next(iter(_PLANS)))
-            _PLANS[key] = plan
+            if len(plans) >= _PLAN_CACHE_SIZE:
+                plans.pop(next(iter(plans)))
+            plans[key] = plan
         return plan
 
     def _cancel_before_start(self, run: RunState) -> None:

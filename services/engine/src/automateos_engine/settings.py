@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from automateos_common.settings import CommonSettings
 
-from .driver import EngineConfig
+if TYPE_CHECKING:  # the supervisor reads these settings without importing the engine itself
+    from .driver import EngineConfig
 
 
 class EngineSettings(CommonSettings):
@@ -37,6 +38,8 @@ class EngineSettings(CommonSettings):
     )
 
     def engine_config(self) -> EngineConfig:
+        from .driver import EngineConfig
+
         lease = max(0.5, self.recovery_timeout_s * 0.7)
         return EngineConfig(lease_s=lease, heartbeat_s=min(0.5, lease / 4), delay_inline_max_s=self.delay_inline_max_s,
                             node_timeout_s=self.node_timeout_s, run_max_steps=self.run_max_steps,

@@ -1,4 +1,9 @@
-"""One RQ worker process (with its scheduler) draining the AutomateOS queue."""
+"""One RQ worker process draining the AutomateOS queue.
+
+RQ's scheduler (a process of its own per worker, for jobs enqueued at a time) is not started:
+nothing here enqueues for later. Waits and retries park the run on the engine's own due times
+(automateos_common.lease), and RQ's retries of a failed job (Retry(max=3), no interval) requeue
+at once, without a scheduler."""
 
 from __future__ import annotations
 
@@ -179,6 +184,6 @@ def run_worker(*, burst: bool = False) -> bool:
     if not burst:
         reaper.start()
     try:
-        return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        return worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
         reaper.stop()

@@ -237,3 +237,16 @@ def test_plugin_nodes_run_and_a_crashing_node_is_recorded_without_its_internals(
     assert steps["b"].error == "internal error in node type 'broken' (KeyError)"
     assert "secret-detail" not in json.dumps(run.to_public())
     assert run.status == RunStatus.FAILED
+
+
+def test_a_new_definition_under_a_reused_id_and_version_runs_as_written(redis_client):
+    # SQLite may give a deleted workflow's id to the next one, whose version starts at 1 again: the
+    # engine's plan cache must not hand the new workflow the old one's plan.
+    rt = runtime(redis_client, echo_handler([]))
+    for value in ("first", "second"):
+        publish(redis_client, {"nodes": [{"id": "t", "type": "webhook"},
+                                         {"id": "v", "type": "transform", "config": {"value": value}}]},
+                workflow_id=5, version=1)
+        queued = queue_run(redis_client, {}, workflow_id=5)
+        run = Executor(rt).execute(queued.id)
+        assert run is not None and run.status == RunStatus.SUCCESS and run.result == value

@@ -13,7 +13,7 @@ from redis import Redis
 
 from automateos_common.app import check_db, check_redis, create_service_app
 from automateos_common.auth import JWKS_PATH, JWKSCache, TokenVerifier
-from automateos_common.db import make_engine, run_migrations
+from automateos_common.db import make_engine, migrate
 from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import make_queue
 
@@ -30,8 +30,9 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url_for("workflows"))
-        await anyio.to_thread.run_sync(run_migrations, engine, MIGRATIONS, "alembic_version_workflows")
+        url = settings.database_url_for("workflows")
+        await anyio.to_thread.run_sync(migrate, url, MIGRATIONS, "alembic_version_workflows")  # in a child process
+        engine = make_engine(url)
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
                                health_check_interval=30)
         app.state.engine = engine

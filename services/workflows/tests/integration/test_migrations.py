@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from automateos_auth import models as auth_models
 from automateos_auth.main import MIGRATIONS as AUTH_MIGRATIONS
-from automateos_common.db import alembic_context_options, make_engine, run_migrations
+from automateos_common.db import alembic_context_options, make_engine, migrate, run_migrations
 from automateos_common.runs import RunStatus
 from automateos_workflows import crud
 from automateos_workflows import models as wf_models
@@ -114,3 +114,38 @@ def test_0002_keeps_the_runs_and_steps_recorded_under_0001(db_url):
             assert [s.key for s in run.steps] == ["t", "a"]
     finally:
         engine.dispose()
+
+
+def test_services_migrate_in_a_child_process_and_stay_free_of_alembic(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the second start finds the tables at head
+        migrate(db_url, AUTH_MIGRATIONS, "alembic_version_auth")
+        migrate(db_url, WF_MIGRATIONS, "alembic_version_workflows")
+    engine = make_engine(db_url)
+    try:
+        assert {"users", "workflows", "executions", "alembic_version_auth"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    # A service started this way (auth: its lifespan migrates) never imports Alembic itself.
+    probe = ("import sys, asyncio\n"
+             "from automateos_auth.main import create_app\n"
+             "app = create_app()\n"
+             "async def start():\n"
+             "    async with app.router.lifespan_context(app):\n"
+             "        print('alembic' in sys.modules)\n"
+             "asyncio.run(start())\n")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}", "AUTOMATEOS_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True,
+                         env=env)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]
+    assert "users" in inspect(make_engine(f"sqlite:///{tmp_path / 'auth.db'}")).get_table_names()
+
+
+def test_a_failed_migration_says_why_and_not_the_password():
+    url = "postgresql+psycopg2://someone:hunter2-secret@127.0.0.1:9/nowhere"  # nothing listens on port 9
+    with pytest.raises(RuntimeError, match=r"alembic_version_auth.*failed") as caught:
+        migrate(url, AUTH_MIGRATIONS, "alembic_version_auth", timeout_s=60)
+    assert "127.0.0.1" in str(caught.value) and "hunter2-secret" not in str(caught.value)

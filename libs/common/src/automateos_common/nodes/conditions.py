@@ -12,17 +12,50 @@ CEL variable bound to the referenced value, so data can never become code.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import cel
 
 from ..errors import NodeExecutionError
 from .templates import TEMPLATE_RE, Ref, TemplateError, parse_ref
 
 MAX_CONDITION_LENGTH = 4000
+
+
+def _load_cel() -> ModuleType:
+    """The CEL engine: the package's Rust extension (`cel.cel`), without the package's own __init__.
+
+    `import cel` also imports the package's command-line tool (prompt_toolkit, typer, rich): about
+    17 MB resident in every process that checks or evaluates a condition (the workflows service, each
+    engine worker). Only `compile` and `Context` are used here, both from the extension. When the
+    whole package is imported already, that is used; when the layout is not the expected one, the
+    whole package is imported.
+    """
+    for name in ("cel.cel", "cel"):
+        if name in sys.modules:
+            return sys.modules[name]
+    spec = importlib.util.find_spec("cel")  # a top-level package: found, not run
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = Path(folder) / f"cel{suffix}"
+            if path.is_file():
+                loader = importlib.machinery.ExtensionFileLoader("cel.cel", str(path))
+                ext_spec = importlib.util.spec_from_file_location("cel.cel", path, loader=loader)
+                assert ext_spec is not None
+                module = importlib.util.module_from_spec(ext_spec)
+                loader.exec_module(module)
+                sys.modules["cel.cel"] = module  # what the package's own `from .cel import *` would find
+                return module
+    return importlib.import_module("cel")
+
+
+cel = _load_cel()
 
 
 class ConditionError(ValueError):
