@@ -115,3 +115,13 @@ def test_a_reference_to_a_node_that_has_not_run_is_a_condition_error() -> None:
     cond = compile_condition("{{action-1.status}} == 200")
     with pytest.raises(ConditionError, match="'action-1', which has not run"):
         cond.evaluate({"trigger": {}}, {})
+
+
+def test_only_the_scope_names_an_expression_mentions_are_handed_to_cel():
+    unconvertible = {"big": object()}  # CEL cannot take this value: handing it over would fail
+    cond = compile_condition("{{input.n}} > 1 && trigger.ok")
+    assert cond.uses == frozenset({"trigger"})  # `input` only through the reference, bound as _r0
+    assert cond.evaluate({"input": {"n": 2}, "trigger": {"ok": True}}, unconvertible) is True
+    with_nodes = compile_condition("nodes['a'].status == 200 && my_nodes_flag == null || true")
+    assert "nodes" in with_nodes.uses
+    assert compile_condition("nodes['a'].status == 200").evaluate({}, {"a": {"status": 200}}) is True

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from automateos_common.nodes.templates import LOOP, TemplateError, resolve
 from automateos_common.runs import RunState, RunStatus, StepState, StepStatus, step_key
 
 from .retry import Failure, next_wait
+from .threads import STEP_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ class RunDriver:
             if self._launch or self.inflight:
                 self._flush()  # before anything starts or is waited for; the endings below flush themselves
             for flight, ctx, node_input in self._launch:  # after their `running` state is in Redis
-                threading.Thread(target=self._attempt, args=(flight, ctx, node_input), daemon=True,
-                                 name=f"step-{flight.key}").start()
+                STEP_THREADS.submit(self._attempt, flight, ctx, node_input)
             self._launch.clear()
             if not self.inflight:
                 if self.failure is not None:
@@ -347,7 +346,7 @@ class RunDriver:
             self._launch.append((flight, ctx, node_input))
 
     def _attempt(self, flight: InFlight, ctx: NodeContext, node_input: Any) -> None:
-        """One attempt, on its own thread; the outcome goes back to the driver's queue."""
+        """One attempt, on a step thread (threads.py); the outcome goes back to the driver's queue."""
         self.outcomes.put((flight.key, flight.attempt, self._run_attempt(flight, ctx, node_input)))
 
     def _run_attempt(self, flight: InFlight, ctx: NodeContext, node_input: Any) -> Outcome:

@@ -74,7 +74,10 @@ def _upsert_statements(engine: Engine) -> tuple[Any, Any]:
     ex_table: Table = Execution.__table__  # type: ignore[attr-defined]
     st_table: Table = ExecutionStep.__table__  # type: ignore[attr-defined]
     stmt = _insert(engine, ex_table)
-    updatable = [c.name for c in ex_table.columns if c.name not in ("id", "workflow_id", "owner_id", "created_at")]
+    # What a run is created with never changes (a replay is a run of its own): an update leaves it alone,
+    # so PostgreSQL does not parse and rewrite the trigger's JSON again with every state the run passes.
+    immutable = ("id", "workflow_id", "owner_id", "created_at", "trigger", "payload", "trigger_data", "replay_of")
+    updatable = [c.name for c in ex_table.columns if c.name not in immutable]
     runs = stmt.on_conflict_do_update(
         index_elements=["id"], set_={c: stmt.excluded[c] for c in updatable},
         where=ex_table.c.rev < stmt.excluded.rev,

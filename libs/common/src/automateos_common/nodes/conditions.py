@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,17 +63,27 @@ class ConditionError(ValueError):
     pass
 
 
+SCOPE_NAMES = ("trigger", "input", "nodes")
+
+
 @dataclass(frozen=True)
 class CompiledCondition:
     source: str
     expression: str
     refs: tuple[Ref, ...]
     program: Any
+    # The scope names the expression mentions: only those are handed to CEL, which converts every
+    # value it is given (every node's whole output, for `nodes`) whether the expression reads it or not.
+    uses: frozenset[str] = frozenset(SCOPE_NAMES)
 
     def evaluate(self, scope: Mapping[str, Any], nodes: Mapping[str, Any]) -> Any:
-        variables: dict[str, Any] = {
-            "trigger": scope.get("trigger"), "input": scope.get("input"), "nodes": dict(nodes),
-        }
+        variables: dict[str, Any] = {}
+        if "trigger" in self.uses:
+            variables["trigger"] = scope.get("trigger")
+        if "input" in self.uses:
+            variables["input"] = scope.get("input")
+        if "nodes" in self.uses:
+            variables["nodes"] = dict(nodes)
         try:
             for i, ref in enumerate(self.refs):
                 variables[f"_r{i}"] = ref.lookup(scope)
@@ -110,7 +121,8 @@ def compile_condition(source: str) -> CompiledCondition:
         program = cel.compile(expression)
     except Exception as exc:
         raise ConditionError(f"not a valid CEL expression: {_first_line(exc)}") from None
-    return CompiledCondition(source=source, expression=expression, refs=tuple(refs), program=program)
+    uses = frozenset(name for name in SCOPE_NAMES if re.search(rf"\b{name}\b", expression))
+    return CompiledCondition(source=source, expression=expression, refs=tuple(refs), program=program, uses=uses)
 
 
 def condition_issues(source: str, field: str) -> list[tuple[str, str]]:
