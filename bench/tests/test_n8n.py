@@ -314,6 +314,35 @@ def test_no_section_without_peers_and_a_note_when_skipped():
     assert "n8n was not measured" in "\n".join(peer_sections(r))
 
 
+def test_n8n_warms_up_10_s_even_before_short_loads(tmp_path, monkeypatch):
+    import bench.peers
+
+    loads: list[float] = []
+
+    class FakeN8n:
+        def __init__(self, work_dir, *, version, workflows, say):
+            self.log, self.log_dir, self.folder = tmp_path / "n8n.log", tmp_path, tmp_path / "n8n"
+            self.node_version, self.settings, self.db_where, self.warm_up_url = "v20", {}, "disk", "http://x/w"
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    def fake_load(generator, url, *, body, connections, duration_s, threads, log):
+        loads.append(duration_s)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(bench.peers, "N8n", FakeN8n)
+    monkeypatch.setattr(bench.peers, "run_load", fake_load)
+    cfg = load_config([], environ={"BENCH_QUICK": "1", "BENCH_PEERS": "n8n"})
+    assert cfg.duration_s == 2.0
+    result = PeerResult(name="n8n", version="2.8.4")
+    bench.peers.measure_n8n(cfg, "wrk", tmp_path, lambda _: None, result)
+    assert loads == [10.0] and result.error == "stop here"
+
+
 def test_first_line():
     assert first_line(RuntimeError("one\ntwo")) == "one"
     assert first_line(RuntimeError()) == "RuntimeError"
