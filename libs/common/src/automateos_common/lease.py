@@ -25,6 +25,8 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
+from .fastredis import CommandList
+
 LEASE_KEY = "aos:lease:{}"
 DUE_KEY = "aos:due"
 
@@ -99,7 +101,7 @@ def lease_key(run_id: str) -> str:
     return LEASE_KEY.format(run_id)
 
 
-def _call(script: Script, source: str, keys: list[str], args: list[Any], pipe: Pipeline | None) -> Any:
+def _call(script: Script, source: str, keys: list[str], args: list[Any], pipe: Pipeline | CommandList | None) -> Any:
     """A script directly (EVALSHA, loaded on first use), or queued in `pipe` as EVAL with its source:
     redis-py checks a pipeline's registered scripts with SCRIPT EXISTS first, one more round trip on
     every execute; EVAL costs only the source's bytes (Redis keeps the compiled script by its SHA)."""
@@ -117,7 +119,7 @@ class Leases:
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
 
-    def acquire(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | None = None) -> bool:
+    def acquire(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | CommandList | None = None) -> bool:
         """Take the run's lease if nobody holds it; its due time becomes the lease's end.
 
         With `pipe`, the call is queued there and its answer comes from `pipe.execute()`."""
@@ -126,7 +128,7 @@ class Leases:
                           [token, ms, time.time() + ttl_s, run_id], pipe))
 
     def acquire_and_read(self, run_id: str, token: str, ttl_s: float, *, run_key: str, catalog_prefix: str,
-                         ready_key: str, pipe: Pipeline | None = None) -> Any:
+                         ready_key: str, pipe: Pipeline | CommandList | None = None) -> Any:
         """`acquire`, and read the run's hash and (when the lease was taken and the run has no pinned
         definition) its workflow's catalog hash, in one script: a worker's pick-up in one round trip.
 
@@ -136,13 +138,14 @@ class Leases:
         return _call(self._acquire_and_read, _ACQUIRE_AND_READ, [lease_key(run_id), DUE_KEY, run_key],
                      [token, ms, time.time() + ttl_s, run_id, catalog_prefix, ready_key], pipe)
 
-    def renew(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | None = None) -> bool:
+    def renew(self, run_id: str, token: str, ttl_s: float, *, pipe: Pipeline | CommandList | None = None) -> bool:
         """Extend our lease; False when it is no longer ours (it expired and someone took the run)."""
         ms = max(1, int(ttl_s * 1000))
         return bool(_call(self._renew, _RENEW, [lease_key(run_id), DUE_KEY],
                           [token, ms, time.time() + ttl_s, run_id], pipe))
 
-    def release(self, run_id: str, token: str, *, due_at: float | None, pipe: Pipeline | None = None) -> bool:
+    def release(self, run_id: str, token: str, *, due_at: float | None,
+                pipe: Pipeline | CommandList | None = None) -> bool:
         """Give the lease up; `due_at` (Unix time) is when the run needs a worker again, None: never.
 
         With `pipe`, the call is queued there (with the run's last write, say) and answers on execute."""

@@ -24,7 +24,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from .runs import CommandList, RunState, RunStore
+from .fastredis import CommandList
+from .runs import RunState, RunStore
 
 RUN_JOB = "automateos_engine.jobs.run_execution"
 # RQ's own limit on one job, a backstop only: a run is bounded by its node timeouts and its own

@@ -33,6 +33,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
+from .fastredis import CommandList
 from .jsonutil import dumps, isoformat, loads, parse_iso, utcnow
 
 RUN_KEY = "aos:run:{}"
@@ -265,24 +266,6 @@ def _decode_hash(raw: Mapping[bytes, bytes]) -> RunState | None:
     )
 
 
-class CommandList:
-    """Takes RunStore's writes as argument tuples instead of a redis-py pipeline: for a client of another
-    kind (automateos_common.fastredis) to send, without building a Pipeline per webhook. The commands
-    are the ones redis-py would send for the same calls (test_async_submit compares them)."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[Any, ...]] = []
-
-    def hset(self, name: str, *, mapping: Mapping[str, bytes | str | int]) -> None:
-        self.commands.append(("HSET", name, *(x for item in mapping.items() for x in item)))
-
-    def hincrby(self, name: str, key: str, amount: int = 1) -> None:
-        self.commands.append(("HINCRBY", name, key, amount))
-
-    def xadd(self, name: str, fields: Mapping[str, str]) -> None:
-        self.commands.append(("XADD", name, "*", *(x for item in fields.items() for x in item)))
-
-
 class RunStore:
     """Reads and writes run state in Redis. Writes go through a pipeline the caller executes."""
 
@@ -308,7 +291,7 @@ class RunStore:
         pipe.hincrby(key, "rev", 1)
         pipe.xadd(EVENTS_STREAM, {"run": run.id})
 
-    def write(self, pipe: Pipeline, run: RunState, *, steps: list[StepState] | None = None,
+    def write(self, pipe: Pipeline | CommandList, run: RunState, *, steps: list[StepState] | None = None,
               order: bool = False, result: bool = False, definition: bool = False) -> None:
         """Persist the run's meta and, as asked, some steps, the step order, the result, the definition."""
         key = self.key(run.id)

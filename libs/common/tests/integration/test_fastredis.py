@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from automateos_common.fastredis import PipelinedRedis
+from automateos_common.fastredis import CommandList, LeanRedis, PipelinedRedis, RedisPyCommands
 from automateos_devstack.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -134,3 +134,91 @@ def test_password_and_database_from_the_url():
 def test_only_plain_redis_urls():
     with pytest.raises(ValueError, match="redis://"):
         PipelinedRedis.from_url("rediss://example.com:6380/0")
+
+
+# ---- LeanRedis: the engine's blocking client ---------------------------------------------------------
+
+def test_lean_client_batches_transactions_and_errors(redis_client):
+    lean = LeanRedis.for_client(redis_client)
+    assert isinstance(lean, LeanRedis) and lean.db == 15
+    assert lean.pipeline([("SET", "a", "1"), ("INCR", "a"), ("HSET", "h", "f", b"v")]) == [b"OK", 2, 1]
+    assert lean.pipeline([("HGETALL", "h")]) == [[b"f", b"v"]]  # raw RESP2: a hash is a flat list
+    assert lean.pipeline([("INCR", "a"), ("RPUSH", "l", "x")], transaction=True) == [3, 1]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        lean.pipeline([("LPUSH", "a", "x"), ("SET", "after", "1")])
+    with pytest.raises(ResponseError, match="refused"):
+        lean.pipeline([("SET", "never", "1"), ("NOSUCHCOMMAND",)], transaction=True)
+    assert redis_client.get("after") == b"1" and not redis_client.exists("never")
+    assert lean.pipeline([]) == []
+    lean.close()
+
+
+def test_lean_client_reconnects_after_the_server_comes_back_and_times_out_on_a_silent_one():
+    server = RedisServer(appendonly=False).start()
+    try:
+        lean = LeanRedis(port=server.port, timeout=2, connect_timeout=1)
+        assert lean.pipeline([("PING",)]) == [b"PONG"]
+        server.stop()
+        with pytest.raises(ConnectionError):
+            lean.pipeline([("PING",)])
+        server.start()
+        assert lean.pipeline([("PING",)]) == [b"PONG"]
+        lean.close()
+    finally:
+        server.stop()
+    import socket as socket_module
+
+    listener = socket_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        silent = LeanRedis(port=listener.getsockname()[1], timeout=0.3)
+        with pytest.raises(TimeoutError):
+            silent.pipeline([("PING",)])
+        silent.close()
+    finally:
+        listener.close()
+
+
+def test_lean_client_authenticates_and_selects_from_the_client_it_is_made_for():
+    server = RedisServer(appendonly=False).start()
+    try:
+        Redis(port=server.port).config_set("requirepass", "s3cret")
+        client = Redis(port=server.port, password="s3cret", db=4)
+        lean = LeanRedis.for_client(client)
+        assert lean.pipeline([("SET", "x", "1")], transaction=True) == [b"OK"]
+        assert client.get("x") == b"1"
+        with pytest.raises(ResponseError):
+            LeanRedis(port=server.port, password="wrong").pipeline([("PING",)])
+        lean.close()
+    finally:
+        server.stop()
+
+
+def test_a_unix_socket_client_gets_the_redis_py_fallback(tmp_path):
+    client = Redis(unix_socket_path=str(tmp_path / "redis.sock"))
+    assert isinstance(LeanRedis.for_client(client), RedisPyCommands)
+
+
+def test_command_list_records_what_redis_py_sends(redis_client):
+    def record(target):
+        target.hset("k", mapping={"a": b"1", "b": "2"})
+        target.hset("k", "c", 3)
+        target.hget("k", "a")
+        target.hdel("k", "a", "b")
+        target.hexists("k", "c")
+        target.hincrby("k", "n", 2)
+        target.hincrbyfloat("k", "f", 0.25)
+        target.xadd("s", {"run": "r1"})
+        target.lrem("l", 1, "x")
+        target.expire("k", 10)
+        target.delete("k", "l")
+        target.eval("return 1", 1, "k", "arg")
+
+    pipe = redis_client.pipeline(transaction=False)
+    record(pipe)
+    ours = CommandList()
+    record(ours)
+    assert [tuple(str(a) for a in c) for c in ours.commands] == \
+        [tuple(str(a) for a in args) for args, _ in pipe.command_stack]
+    pipe.reset()

@@ -23,13 +23,13 @@ from typing import Any
 
 import httpx
 from redis import Redis
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from automateos_common import catalog
 from automateos_common.catalog import CatalogEntry
 from automateos_common.control import CANCELLED_MESSAGE
 from automateos_common.errors import ValidationError
+from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
 from automateos_common.jsonutil import dumps, utcnow
 from automateos_common.lease import Leases
 from automateos_common.nodes.base import NodeContext
@@ -53,13 +53,26 @@ _PLANS: weakref.WeakKeyDictionary[NodeRegistry, dict[bytes, Plan]] = weakref.Wea
 
 @dataclass
 class Runtime:
-    """What a run needs from its process: connections, the node registry, an HTTP client, limits."""
+    """What a run needs from its process: connections, the node registry, an HTTP client, limits.
+
+    `lean` carries the run's own round trips (pick-up, each round's write, release); it is made for
+    `redis`'s server when not given (automateos_common.fastredis.LeanRedis)."""
 
     redis: Redis
     registry: NodeRegistry
     definitions: DefinitionSource
     http_client: Callable[[], httpx.Client]
     config: EngineConfig = field(default_factory=EngineConfig)
+    lean: LeanRedis | RedisPyCommands | None = None
+
+    def __post_init__(self) -> None:
+        if self.lean is None:
+            self.lean = LeanRedis.for_client(self.redis)
+
+    @property
+    def commands(self) -> LeanRedis | RedisPyCommands:
+        assert self.lean is not None
+        return self.lean
 
 
 class LeaseKeeper:
@@ -69,9 +82,9 @@ class LeaseKeeper:
     its rounds needs no thread: one pipelined round trip (renew + read `control`) every `interval`.
     """
 
-    def __init__(self, redis: Redis, leases: Leases, run_id: str, token: str, lease_s: float,
+    def __init__(self, lean: LeanRedis | RedisPyCommands, leases: Leases, run_id: str, token: str, lease_s: float,
                  interval: float) -> None:
-        self.redis, self.leases, self.run_id, self.token = redis, leases, run_id, token
+        self.lean, self.leases, self.run_id, self.token = lean, leases, run_id, token
         self.lease_s, self.interval = lease_s, interval
         self.lost = False
         self.control: str | None = None
@@ -81,11 +94,11 @@ class LeaseKeeper:
         if self.lost or time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.interval
+        pipe = CommandList()
+        self.leases.renew(self.run_id, self.token, self.lease_s, pipe=pipe)
+        pipe.hget(RunStore.key(self.run_id), CONTROL_FIELD)
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                self.leases.renew(self.run_id, self.token, self.lease_s, pipe=pipe)
-                pipe.hget(RunStore.key(self.run_id), CONTROL_FIELD)
-                renewed, raw = pipe.execute()
+            renewed, raw = self.lean.pipeline(pipe.commands)
         except (RedisError, OSError) as exc:
             log.warning("run %s: lease renewal failed (%s); retrying", self.run_id, exc)
             return
@@ -106,9 +119,9 @@ class _Release:
 
     done: bool = False
     control_pending: bool = False
-    extra: Callable[[Pipeline], None] | None = None
+    extra: Callable[[CommandList], None] | None = None
 
-    def add_extra(self, pipe: Pipeline) -> None:
+    def add_extra(self, pipe: CommandList) -> None:
         if self.extra is not None:
             self.extra(pipe)
             self.extra = None
@@ -132,24 +145,24 @@ class Executor:
               definition: bool = False, clear_control: bool = False,
               release: tuple[str, float | None, _Release] | None = None) -> None:
         """One MULTI/EXEC; with `release` (token, due, outcome) the lease goes back in the same round trip."""
-        with self.rt.redis.pipeline(transaction=True) as pipe:
-            self.store.write(pipe, run, steps=steps, order=order, result=result, definition=definition)
-            if clear_control:
-                pipe.hdel(self.store.key(run.id), CONTROL_FIELD)
-            if release is not None:
-                self.leases.release(run.id, release[0], due_at=release[1], pipe=pipe)
-                release[2].add_extra(pipe)
-                pipe.hexists(self.store.key(run.id), CONTROL_FIELD)
-            answers = pipe.execute()
+        pipe = CommandList()
+        self.store.write(pipe, run, steps=steps, order=order, result=result, definition=definition)
+        if clear_control:
+            pipe.hdel(self.store.key(run.id), CONTROL_FIELD)
+        if release is not None:
+            self.leases.release(run.id, release[0], due_at=release[1], pipe=pipe)
+            release[2].add_extra(pipe)
+            pipe.hexists(self.store.key(run.id), CONTROL_FIELD)
+        answers = self.rt.commands.pipeline(pipe.commands, transaction=True)
         if release is not None:
             release[2].done, release[2].control_pending = True, bool(answers[-1])
 
     def _release(self, run_id: str, token: str, due: float | None, outcome: _Release) -> None:
-        with self.rt.redis.pipeline(transaction=False) as pipe:
-            self.leases.release(run_id, token, due_at=due, pipe=pipe)
-            outcome.add_extra(pipe)
-            pipe.hexists(self.store.key(run_id), CONTROL_FIELD)
-            answers = pipe.execute()
+        pipe = CommandList()
+        self.leases.release(run_id, token, due_at=due, pipe=pipe)
+        outcome.add_extra(pipe)
+        pipe.hexists(self.store.key(run_id), CONTROL_FIELD)
+        answers = self.rt.commands.pipeline(pipe.commands)
         outcome.done, outcome.control_pending = True, bool(answers[-1])
 
     def _fail_run(self, run: RunState, message: str) -> None:
@@ -172,8 +185,8 @@ class Executor:
 
     # ----------------------------------------------------------------- pick-up
 
-    def execute(self, execution_id: str, *, on_pickup: Callable[[Pipeline], None] | None = None,
-                on_release: Callable[[Pipeline], None] | None = None) -> RunState | None:
+    def execute(self, execution_id: str, *, on_pickup: Callable[[CommandList], None] | None = None,
+                on_release: Callable[[CommandList], None] | None = None) -> RunState | None:
         """Run (or continue) a run if nobody else holds it; returns its state when this call let go.
 
         `on_pickup` and `on_release` add commands to the round trips that take and give back the run's
@@ -182,15 +195,14 @@ class Executor:
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         run: RunState | None = None
         for _ in range(3):  # a control request that arrived just as we let go is applied at once
-            with self.rt.redis.pipeline(transaction=False) as pipe:  # lease, run and its workflow: one trip
-                self.leases.acquire_and_read(execution_id, token, self.cfg.lease_s,
-                                             run_key=self.store.key(execution_id),
-                                             catalog_prefix=catalog.WF_KEY.format(""), ready_key=catalog.READY_KEY,
-                                             pipe=pipe)
-                if on_pickup is not None:
-                    on_pickup(pipe)
-                    on_pickup = None
-                (acquired, run_flat, entry_flat, ready), *_ = pipe.execute()
+            pipe = CommandList()  # lease, run and its workflow: one round trip
+            self.leases.acquire_and_read(execution_id, token, self.cfg.lease_s, run_key=self.store.key(execution_id),
+                                         catalog_prefix=catalog.WF_KEY.format(""), ready_key=catalog.READY_KEY,
+                                         pipe=pipe)
+            if on_pickup is not None:
+                on_pickup(pipe)
+                on_pickup = None
+            (acquired, run_flat, entry_flat, ready), *_ = self.rt.commands.pipeline(pipe.commands)
             run = RunStore.decode(_pairs(run_flat))
             catalog_read = None
             if run is not None and (entry_flat or ready):  # read by the script (absent: ask as before)
@@ -198,7 +210,7 @@ class Executor:
             if not acquired:
                 log.info("run %s is held by another worker; nothing to do", execution_id)
                 return run
-            keeper = LeaseKeeper(self.rt.redis, self.leases, execution_id, token, self.cfg.lease_s,
+            keeper = LeaseKeeper(self.rt.commands, self.leases, execution_id, token, self.cfg.lease_s,
                                  self.cfg.heartbeat_s)
             released = _Release(extra=on_release)
             on_release = None

@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.utils import now, utcformat
 
+from automateos_common.fastredis import CommandList
 from automateos_common.logs import setup_logging
 from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import RUN_JOB
@@ -135,14 +136,14 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
             self._runtime = jobs.build_runtime(self.connection)
         job.started_at = started = now()
 
-        def pick_up(pipe: Pipeline) -> None:
+        def pick_up(pipe: CommandList) -> None:
             pipe.lrem(queue.intermediate_queue_key, 1, job.id)
             pipe.hset(job.key, mapping={"status": JobStatus.STARTED, "started_at": utcformat(started),
                                         "worker_name": self.name})
 
         finished = False
 
-        def finish(pipe: Pipeline) -> None:
+        def finish(pipe: CommandList) -> None:
             nonlocal finished
             finished = True
             job.ended_at = ended = now()
@@ -153,8 +154,9 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
                 pipe.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": utcformat(ended)})
                 if ttl is not None and ttl > 0:  # -1: kept for good, as RQ does
                     pipe.expire(job.key, ttl)
-            self.increment_successful_job_count(pipeline=pipe)
-            self.increment_total_working_time(ended - started, pipe)
+            # The worker's statistics, as RQ's increment_successful_job_count / increment_total_working_time.
+            pipe.hincrby(self.key, "successful_job_count", 1)
+            pipe.hincrbyfloat(self.key, "total_working_time", (ended - started).total_seconds())
 
         try:
             with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
@@ -163,9 +165,9 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
             self._finalize_failure(job, queue, None, sys.exc_info())  # type: ignore[arg-type]  # RQ's handling
             return
         if not finished:  # the lease was never ours (another worker holds the run) or was lost
-            with self.connection.pipeline(transaction=False) as pipe:
-                finish(pipe)
-                pipe.execute()
+            pipe = CommandList()
+            finish(pipe)
+            self._runtime.commands.pipeline(pipe.commands)
 
 
 def run_worker(*, burst: bool = False) -> bool:
