@@ -8,6 +8,10 @@ rebuilt in full when it starts and periodically:
     aos:wf:{id}        hash: owner, active, version, definition (JSON)
     aos:catalog:ready  set after a full rebuild; when absent (Redis lost its data) a catalog
                        miss is not an answer, and readers fall back to the workflows service.
+
+Every change of a hook entry is announced on the channel `aos:catalog:changes` (the token, or
+`*` for "forget everything"), in the same MULTI as the change: the ingress keeps the hooks it
+has looked up in memory and forgets one as soon as its entry changes (automateos_ingress.hookcache).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from .jsonutil import dumps, loads
 HOOK_KEY = "aos:hook:{}"
 WF_KEY = "aos:wf:{}"
 READY_KEY = "aos:catalog:ready"
+CHANGES_CHANNEL = "aos:catalog:changes"
+FORGET_ALL = "*"
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,14 @@ def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None
         pipe.set(hook_key, f"{entry.workflow_id}:{entry.owner_id}:{entry.webhook_method}")
     else:
         pipe.delete(hook_key)
+    pipe.publish(CHANGES_CHANNEL, entry.webhook_token)
+    if old_token and old_token != entry.webhook_token:
+        pipe.publish(CHANGES_CHANNEL, old_token)
 
 
 def unpublish(pipe: Pipeline, workflow_id: int, webhook_token: str) -> None:
     pipe.delete(WF_KEY.format(workflow_id), HOOK_KEY.format(webhook_token))
+    pipe.publish(CHANGES_CHANNEL, webhook_token)
 
 
 def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:

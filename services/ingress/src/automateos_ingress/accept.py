@@ -27,6 +27,8 @@ from automateos_common.internal import INTERNAL_HEADER
 from automateos_common.queue import JobTemplate, accept_run, new_run, submit_commands
 from automateos_common.runs import RunState
 
+from .hookcache import HookCache
+
 
 @dataclass
 class Acceptor:
@@ -37,6 +39,7 @@ class Acceptor:
     http: httpx.Client
     aredis: PipelinedRedis | None = None  # the hot path's client; None: everything goes through `redis`
     jobs: JobTemplate | None = None  # RQ's enqueue commands, recorded at the first webhook
+    hooks: HookCache | None = None  # tokens looked up before, while their entries have not changed
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -97,12 +100,19 @@ class Acceptor:
 
     async def _resolve_hook_async(self, token: str) -> catalog.HookTarget:
         assert self.aredis is not None
+        if self.hooks is not None:
+            known = self.hooks.get(token)
+            if known is not None:
+                return known
+            generation = self.hooks.generation
         raw, ready = await self.aredis.execute("MGET", *catalog.hook_lookup_keys(token))
         target = catalog.parse_hook_value(raw)
         if target is None and ready is None:  # the catalog is gone: ask (rare, blocking: on a thread)
             return await anyio.to_thread.run_sync(self.resolve_hook, token)
         if target is None:
             raise NotFoundError("Unknown or inactive webhook")
+        if self.hooks is not None:
+            self.hooks.remember(token, target, generation)
         return target
 
     async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:

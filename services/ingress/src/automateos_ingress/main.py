@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from automateos_common.queue import make_queue
 from .accept import Acceptor
 from .api.routes import hooks
 from .fastpath import IngressApp, WebhookFastPath
+from .hookcache import HookCache
 from .settings import IngressSettings, get_settings
 
 
@@ -33,15 +35,21 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
         # The webhook hot path's client: asyncio, so waiting on Redis takes no thread, and pipelining.
         aredis = PipelinedRedis.from_url(settings.redis_url, timeout=5, connect_timeout=2)
         http = httpx.Client(timeout=5.0, trust_env=False)
+        hooks = HookCache(settings.redis_url)
+        hooks_task = asyncio.create_task(hooks.run(), name="hook-cache")
         app.state.redis = redis
         app.state.acceptor = Acceptor(redis=redis, queue=make_queue(redis, settings.queue_name),
                                       workflows_url=settings.workflows_url.rstrip("/"),
-                                      internal_secret=settings.internal_secret(), http=http, aredis=aredis)
+                                      internal_secret=settings.internal_secret(), http=http, aredis=aredis,
+                                      hooks=hooks)
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         )
         yield
+        hooks.close()
+        hooks_task.cancel()
+        await asyncio.wait([hooks_task], timeout=2)  # never held up by a connection that will not close
         http.close()
         await aredis.aclose()
         redis.close()

@@ -102,6 +102,8 @@ class Publisher:
         stale = [hook_prefix + t for t in tokens - live_tokens] + [wf_prefix + i for i in ids - live_ids]
         for start in range(0, len(stale), 1000):
             self.redis.delete(*stale[start:start + 1000])
+        if stale:  # the ingress's remembered hooks may name some of these
+            self.redis.publish(catalog.CHANGES_CHANNEL, catalog.FORGET_ALL)
 
     def sync_loop(self, stop: threading.Event, every_s: float) -> None:
         next_full = 0.0

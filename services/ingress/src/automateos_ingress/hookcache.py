@@ -1,0 +1,105 @@
+"""Webhook targets the ingress has looked up, kept in memory while it hears of every change.
+
+A webhook's first Redis round trip is the lookup of its token (catalog.hook_lookup_keys). The
+ingress remembers what it found and answers the next webhook for that token from memory, for as
+long as it is subscribed to the catalog's change channel: every change of a hook entry is
+announced there in the same MULTI as the change (catalog.publish / unpublish), and the entry is
+forgotten when its announcement arrives (a workflow deactivated or deleted stops taking webhooks
+a moment after the change is in Redis, as before).
+
+While the subscription is not up (at start, or lost), nothing is remembered and every webhook
+looks its token up in Redis; when it comes back, everything remembered before is forgotten, since
+announcements may have been missed. A lookup that an announcement overtook is not remembered.
+Entries also expire after `ttl_s` (a bound on staleness should the channel ever go quiet without
+failing), and at most `max_entries` are kept. Misses are never remembered: an unknown token always
+costs a lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis as AsyncRedis
+
+from automateos_common import catalog
+
+log = logging.getLogger(__name__)
+
+
+class HookCache:
+    def __init__(self, redis_url: str, *, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
+        self.redis_url = redis_url
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.live = False  # subscribed: announcements are arriving
+        self.generation = 0  # bumped by every announcement and (re)subscription
+        self._entries: dict[str, tuple[catalog.HookTarget, float]] = {}
+        self._closed = False
+
+    def get(self, token: str) -> catalog.HookTarget | None:
+        if not self.live:
+            return None
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        if hit[1] < time.monotonic():
+            self._entries.pop(token, None)
+            return None
+        return hit[0]
+
+    def remember(self, token: str, target: catalog.HookTarget, generation: int) -> None:
+        """Keep `target`, looked up when `generation` was current, unless something changed since."""
+        if not self.live or generation != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[token] = (target, time.monotonic() + self.ttl_s)
+
+    def forget(self, token: str) -> None:
+        self.generation += 1
+        if token == catalog.FORGET_ALL:
+            self._entries.clear()
+        else:
+            self._entries.pop(token, None)
+
+    def _down(self) -> None:
+        self.live = False
+        self.generation += 1
+        self._entries.clear()
+
+    def close(self) -> None:
+        """Stop `run` (redis-py may turn a cancellation into a connection error: a flag is sure)."""
+        self._closed = True
+        self._down()
+
+    async def run(self, *, retry_s: float = 1.0) -> None:
+        """Listen for announcements until closed or cancelled; reconnect after a failure."""
+        while not self._closed:
+            client = AsyncRedis.from_url(self.redis_url, socket_connect_timeout=2, health_check_interval=5)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(catalog.CHANGES_CHANNEL)
+                    while not self._closed:  # a bounded wait per message: closing never waits long
+                        message = await pubsub.get_message(timeout=0.5)
+                        if message is None:
+                            continue
+                        if message["type"] == "subscribe":
+                            self._down()  # whatever was remembered before may have missed announcements
+                            self.live = True
+                        elif message["type"] == "message":
+                            data = message["data"]
+                            self.forget(data.decode() if isinstance(data, bytes) else str(data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: webhooks look their tokens up until it is back
+                if self.live:
+                    log.warning("hook cache: catalog announcements lost (%s); looking every webhook up", exc)
+            finally:
+                self._down()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(client.aclose(), 1.0)
+            if not self._closed:
+                await asyncio.sleep(retry_s)
