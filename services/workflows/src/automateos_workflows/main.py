@@ -54,6 +54,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
             rec_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
             recorder = Recorder(engine, rec_redis, batch=settings.recorder_batch,
                                 finished_ttl_s=settings.finished_run_ttl_s, linger_ms=settings.recorder_linger_ms,
+                                nice=settings.recorder_nice,
                                 value_limit=settings.step_output_max_bytes)
             threads.append(threading.Thread(target=recorder.run_forever, args=(stop,), name="recorder", daemon=True))
         for t in threads:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -110,7 +111,7 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
 class Recorder:
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
                  consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS,
-                 value_limit: int = DEFAULT_VALUE_LIMIT, linger_ms: int = 0) -> None:
+                 value_limit: int = DEFAULT_VALUE_LIMIT, linger_ms: int = 0, nice: int = 0) -> None:
         self.engine = engine
         self.value_limit = value_limit  # AUTOMATEOS_STEP_OUTPUT_MAX_BYTES
         self.redis = redis
@@ -121,6 +122,7 @@ class Recorder:
         self.claim_idle_ms = claim_idle_ms
         self.linger_s = linger_ms / 1000  # after a short batch, let events gather before reading again
         self.last_entries = 0  # stream entries the last step() read
+        self.nice = nice  # the recorder thread's niceness (see lower_priority)
 
     def ensure_group(self) -> None:
         try:
@@ -189,7 +191,18 @@ class Recorder:
             if start in (b"0-0", "0-0"):
                 return n
 
+    def lower_priority(self) -> None:
+        """Make the calling thread (Linux: a thread has a niceness of its own) yield the CPU to the rest."""
+        if self.nice <= 0 or not sys.platform.startswith("linux"):
+            return
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, max(self.nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        except OSError as exc:
+            log.info("recorder: could not lower its priority (%s)", exc)
+
     def run_forever(self, stop: threading.Event) -> None:
+        self.lower_priority()
         ready = False
         next_recover = 0.0
         while not stop.is_set():

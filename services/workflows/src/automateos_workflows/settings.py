@@ -19,6 +19,11 @@ class WorkflowsSettings(CommonSettings):
         default=300, ge=1, description="How long a finished run stays in Redis after it is in the database."
     )
     recorder_enabled: bool = Field(default=True, description="Run the history recorder in this process.")
+    recorder_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="Scheduling niceness of the recorder's thread (Linux): history writing is background work and "
+                    "yields the CPU to webhook intake and the API when they compete for it; 0 leaves it as is.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -188,3 +191,23 @@ def test_step_rows_are_keyed_by_step_so_loop_iterations_are_rows_of_their_own(db
         stored = crud.get_run(session=s, owner_id=wf.owner_id, run_id=run.id)
     assert [(st.key, st.status) for st in stored.steps] == [("each[0]", StepStatus.SUCCESS),
                                                             ("each[1]", StepStatus.PENDING)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is a Linux feature")
+def test_the_recorder_thread_yields_the_cpu_and_the_rest_of_the_process_does_not(db_engine, redis_client):
+    rec = Recorder(db_engine, redis_client, nice=7)
+    seen: dict[str, int] = {}
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def body() -> None:
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        rec.lower_priority()
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(5)
+    assert seen["after"] == max(7, seen["before"])  # niceness 7 (never made higher priority than it was)
+    assert seen["before"] < 7 and seen["after"] == 7  # the test runs at normal priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # only that thread
