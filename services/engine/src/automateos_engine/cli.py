@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -20,19 +24,92 @@ from .settings import get_settings
 log = logging.getLogger("automateos_engine.supervisor")
 
 
-class Supervisor:
-    """Keeps N worker processes alive; a worker that exits is restarted (with a short back-off)."""
+class ForkedWorker:
+    """A worker forked from the supervisor, with the few `subprocess.Popen` methods the supervisor uses."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+
+Child = subprocess.Popen[bytes] | ForkedWorker
+
+
+class Supervisor:
+    """Keeps N worker processes alive; a worker that exits is restarted (with a short back-off).
+
+    The first workers are forked from this process once it has imported the engine (`fork=True`),
+    so their code and start-up data are shared pages, not copies: about 15 MB less each (PSS). A
+    restart, later, starts a fresh `automateos-engine worker` process instead: by then this process
+    has threads (its health server, the watcher), and forking a process with threads is unsafe.
+    """
+
+    def __init__(self, count: int, *, fork: bool = True) -> None:
         self.count = count
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.fork = fork and hasattr(os, "fork")
+        self.procs: list[Child] = []
         self.stopping = threading.Event()
 
     def spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "automateos_engine", "worker"])
 
+    def fork_worker(self) -> ForkedWorker:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                from .worker import run_worker
+
+                code = 0 if run_worker() else 1
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                log.exception("engine worker crashed")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)  # never the supervisor's own clean-up
+        return ForkedWorker(pid)
+
     def start(self) -> None:
-        self.procs = [self.spawn() for _ in range(self.count)]
+        if self.fork:
+            from .worker import preload
+
+            preload()  # what every worker imports and builds, once, before the forks
+            gc.freeze()  # and out of the collector's way, so the workers do not copy those pages
+            self.procs = [self.fork_worker() for _ in range(self.count)]
+        else:
+            self.procs = [self.spawn() for _ in range(self.count)]
         threading.Thread(target=self._watch, daemon=True, name="worker-watch").start()
 
     def _watch(self) -> None:
@@ -80,9 +157,27 @@ def main(argv: list[str] | None = None) -> None:
     sup = Supervisor(args.workers or settings.engine_workers)
     sup.start()
     try:
-        # uvicorn handles SIGINT/SIGTERM (graceful stop) and returns; then the workers go.
-        uvicorn.run(create_app(worker_status=sup.status), host=args.host or settings.engine_host,
-                    port=args.port or settings.engine_port, log_level=settings.log_level.lower(),
-                    access_log=False)
+        # The health server stops on SIGINT/SIGTERM and returns; then the workers get their warm shut-down.
+        config = uvicorn.Config(create_app(worker_status=sup.status), host=args.host or settings.engine_host,
+                                port=args.port or settings.engine_port, log_level=settings.log_level.lower(),
+                                access_log=False)
+        HealthServer(config).run()
     finally:
         sup.stop()
+
+
+class HealthServer(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM are not raised again once it has stopped (uvicorn
+    does, for the default handler to end the process): the supervisor still has its workers to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

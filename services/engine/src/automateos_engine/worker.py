@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from redis import Redis
 from redis.client import Pipeline
@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.utils import now, utcformat
 
-from automateos_common.fastredis import CommandList
+from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
 from automateos_common.logs import setup_logging
 from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import RUN_JOB
@@ -71,7 +71,12 @@ return {id, redis.call('HGETALL', ARGV[1] .. id)}
 
 class EngineQueue(Queue):
     """RQ's Queue, with a dequeue that takes a waiting job and its hash in one round trip (RQ takes
-    two: the move, then a fetch). An empty queue is waited on by RQ's own blocking dequeue."""
+    two: the move, then a fetch). An empty queue is waited on by RQ's own blocking dequeue.
+
+    `lean`: the lean client for the connection's server (set by the worker), used for that round
+    trip instead of redis-py."""
+
+    lean: ClassVar[dict[int, LeanRedis | RedisPyCommands]] = {}  # id(connection) -> its lean client
 
     @classmethod
     def dequeue_any(cls, queues: Any, timeout: int | None, connection: Redis, job_class: type[Job] | None = None,
@@ -80,8 +85,9 @@ class EngineQueue(Queue):
         if len(queues) == 1:
             queue, job_cls = queues[0], job_class or Job
             while True:
-                found: Any = connection.eval(_TAKE, 2, queue.key, queue.intermediate_queue_key,
-                                             job_cls.redis_job_namespace_prefix)
+                args = (_TAKE, 2, queue.key, queue.intermediate_queue_key, job_cls.redis_job_namespace_prefix)
+                lean = cls.lean.get(id(connection))
+                found: Any = lean.pipeline([("EVAL", *args)])[0] if lean is not None else connection.eval(*args)
                 if not found:
                     break  # empty: block on RQ's own dequeue below
                 job_id, flat = found[0].decode(), found[1]
@@ -119,6 +125,7 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
     """
 
     _runtime: Runtime | None = None
+    _executor: Executor | None = None
     _written_state: str | None = None
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
@@ -132,8 +139,9 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
         if job.func_name != RUN_JOB or len(job.args) != 1:
             super().execute_job(job, queue)
             return
-        if self._runtime is None:
+        if self._runtime is None or self._executor is None:
             self._runtime = jobs.build_runtime(self.connection)
+            self._executor = Executor(self._runtime)  # one per worker: its leases' scripts are hashed once
         job.started_at = started = now()
 
         def pick_up(pipe: CommandList) -> None:
@@ -160,7 +168,7 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
 
         try:
             with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
-                Executor(self._runtime).execute(job.args[0], on_pickup=pick_up, on_release=finish)
+                self._executor.execute(job.args[0], on_pickup=pick_up, on_release=finish)
         except Exception:
             self._finalize_failure(job, queue, None, sys.exc_info())  # type: ignore[arg-type]  # RQ's handling
             return
@@ -170,16 +178,23 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
             self._runtime.commands.pipeline(pipe.commands)
 
 
+def preload() -> None:
+    """Import and build what a worker needs before it starts: the supervisor calls it before forking
+    its workers, and a worker (or a forking worker's work-horses) starts warm."""
+    default_registry()
+    assert callable(jobs.run_execution)  # with jobs: the executor, the driver, the nodes' SDK
+
+
 def run_worker(*, burst: bool = False) -> bool:
     settings = get_settings()
     setup_logging(settings.log_level)
-    # Import and discover before forking, so every work-horse starts warm.
+    preload()
     registry = default_registry()
-    assert callable(jobs.run_execution)
     redis = Redis.from_url(settings.redis_url)
     queue = EngineQueue(settings.queue_name, connection=redis, serializer=JSONSerializer)  # make_queue's, as ours
     worker_cls = EngineSimpleWorker if settings.worker_class == "simple" else EngineWorker
     worker = worker_cls([queue], connection=redis, serializer=JSONSerializer, queue_class=EngineQueue)
+    EngineQueue.lean[id(redis)] = LeanRedis.for_client(redis)
     log.info("engine worker %s on queue %s, node types: %s", worker.name, settings.queue_name,
              ", ".join(registry.types()))
     reaper = Reaper(settings.redis_url, settings.queue_name, interval_s=settings.reaper_interval_s())

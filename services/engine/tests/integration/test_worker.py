@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from services.engine.tests.factories import publish, queue_run
 
 from automateos_common import catalog
+from automateos_common.fastredis import LeanRedis
 from automateos_common.lease import Leases
 from automateos_common.queue import RESULT_TTL_S, make_queue
 from automateos_common.runs import RunStatus, RunStore
@@ -107,7 +108,11 @@ def test_other_jobs_take_rq_s_own_path_on_the_engine_worker(redis_client, engine
     assert job.get_status() == JobStatus.FINISHED and job.return_value() is True
 
 
-def test_the_one_trip_dequeue_skips_vanished_jobs_and_blocks_like_rq_when_empty(redis_client, engine_env):
+@pytest.mark.parametrize("client", ["redis-py", "lean"])
+def test_the_one_trip_dequeue_skips_vanished_jobs_and_blocks_like_rq_when_empty(redis_client, engine_env, client,
+                                                                                 monkeypatch):
+    if client == "lean":
+        monkeypatch.setattr(EngineQueue, "lean", {id(redis_client): LeanRedis.for_client(redis_client)})
     queue = EngineQueue("test", connection=redis_client, serializer=JSONSerializer)
     gone = queue.enqueue_call("operator.truth", args=(0,))
     kept = queue.enqueue_call("operator.truth", args=(2,))
