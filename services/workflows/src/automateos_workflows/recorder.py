@@ -85,8 +85,10 @@ def _upsert_statements(engine: Engine) -> tuple[Any, Any]:
     ).returning(ex_table.c.id)
     sstmt = _insert(engine, st_table)
     scols = [c.name for c in st_table.columns if c.name not in ("execution_id", "key")]
+    # RETURNING (unread) makes SQLAlchemy send the rows as multi-row VALUES batches ("insertmanyvalues");
+    # without it psycopg2's executemany runs one INSERT per step, a round trip each.
     steps = sstmt.on_conflict_do_update(index_elements=["execution_id", "key"],
-                                        set_={c: sstmt.excluded[c] for c in scols})
+                                        set_={c: sstmt.excluded[c] for c in scols}).returning(st_table.c.key)
     _UPSERTS[cache_key] = (runs, steps)
     return runs, steps
 
@@ -104,7 +106,7 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
     written = set(session.execute(run_stmt, [_run_row(r, limit) for r in runs]).scalars().all())
     step_rows = [row for r in runs if r.id in written for row in _step_rows(r, limit)]
     if step_rows:
-        session.execute(step_stmt, step_rows)
+        session.execute(step_stmt, step_rows).close()
     return [r.id for r in runs if r.id in written]
 
 
