@@ -24,6 +24,7 @@ from .target import RunCounts, Target, Webhook
 
 BODY = b'{"n": 1, "source": "bench", "items": ["a", "b", "c"], "ok": true}'
 WARMUP_REQUESTS = 100
+ENGINE_WARMUP_RUNS = 50  # per engine row, before its measured runs
 RECORD_TIMEOUT_S = 60.0  # accepted -> recorded is the recorder's batch cadence: seconds, not minutes
 STALL_S = 30.0  # no progress for this long: give up waiting
 WARM_UP_DRAIN_S = 60.0  # sustained: longest wait for the warm-up's runs to be executed before the load
@@ -334,6 +335,11 @@ def engine_phase(target: AutomateOS, *, label: str, definition: dict[str, object
     cls = target.resolved_worker_class
     say(f"engine: {label}, {workers} {cls} workers, {runs} runs")
     hook = target.create_workflow(f"bench {label} w{workers} {cls}", definition)
+    # Warm-up, as for the ingress: the workers were just (re)started; their first runs build the plan, open
+    # the HTTP and Redis connections and fill Python's caches. Run and waited for, not counted.
+    target.enqueue(hook, ENGINE_WARMUP_RUNS)
+    wait_for(target.backlog, lambda n: n == 0, progress=lambda n: n, show=lambda n: f"{n} queued or running",
+             timeout=timeout_s, what="the warm-up runs", say=say, poll_s=0.1)
     ids = target.enqueue(hook, runs)
     released = time.monotonic()
     _, executed = wait_for(target.backlog, lambda n: n == 0, progress=lambda n: n,
@@ -348,12 +354,13 @@ def engine_phase(target: AutomateOS, *, label: str, definition: dict[str, object
     counts, _ = wait_for(lambda: target.run_states(ids), lambda c: c.finished >= runs - discarded,
                          progress=lambda c: c.finished, show=_counts, timeout=10, what="the last runs to end", say=say)
     engine_done = time.monotonic()
-    db, in_db = wait_for(lambda: target.run_counts(hook), lambda c: c.finished >= counts.finished,
+    # The workflow's rows in PostgreSQL include the warm-up's: those have all ended by now.
+    db, in_db = wait_for(lambda: target.run_counts(hook), lambda c: c.finished >= ENGINE_WARMUP_RUNS + counts.finished,
                          progress=lambda c: c.finished, show=_counts, timeout=60,
                          what="the recorder to write the runs to PostgreSQL", say=say)
     result = EngineResult(
         workflow=label, workers=workers, worker_class=cls, runs=runs, counts=counts, discarded=discarded,
-        engine_s=engine_done - released, recorded=db.finished,
+        engine_s=engine_done - released, recorded=max(0, db.finished - ENGINE_WARMUP_RUNS),
         record_lag_s=time.monotonic() - engine_done if in_db else None,
         engine_memory=next(p.memory for p in target.memory() if p.name == "engine"),
         worker_memory=target.worker_memory(), enqueue=target.enqueue_method)
