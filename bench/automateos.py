@@ -32,7 +32,7 @@ from automateos_devstack.gateway import SERVICES
 from automateos_devstack.servers import PostgresServer, RedisServer, free_port
 from automateos_devstack.stack import Stack
 
-from .proc import Memory, cmdline, cpu_seconds, descendants, memory_of, parent_map, tree_memory
+from .proc import Memory, cpu_seconds, descendants, memory_of, parent_map, tree_memory
 from .target import ProcessMemory, RunCounts, Target, Webhook
 
 TRIGGER_ONLY: dict[str, Any] = {"nodes": [{"id": "trigger-1", "type": "webhook", "config": {"method": "POST"}}]}
@@ -344,7 +344,8 @@ class AutomateOS(Target):
         assert self.stack is not None
         parents = parent_map()
         supervisor = self.stack.procs["engine"].pid
-        workers = [pid for pid, ppid in parents.items() if ppid == supervisor and "worker" in cmdline(pid)]
+        # Every child of the supervisor is a worker: forked ones run its own command line, restarted ones `worker`.
+        workers = [pid for pid, ppid in parents.items() if ppid == supervisor]
         return [memory_of(descendants(pid, parents)) for pid in sorted(workers)]
 
 

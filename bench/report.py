@@ -67,7 +67,7 @@ class Report:
     generator: str
     ingress: list[IngressResult] = field(default_factory=list)
     engine: list[EngineResult] = field(default_factory=list)
-    memory_after_ingress: list[ProcessMemory] = field(default_factory=list)
+    memory_after_engine: list[ProcessMemory] = field(default_factory=list)  # after the engine rows
     memory_end: list[ProcessMemory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -210,22 +210,22 @@ def _cpu_table(results: Sequence[IngressResult]) -> str:
     return markdown_table(["mode", "route", "connections", *names, "sum"], rows, "llr" + "r" * (len(names) + 1))
 
 
-def _memory_table(after_ingress: Sequence[ProcessMemory], end: Sequence[ProcessMemory]) -> str:
-    before = {p.name: p for p in after_ingress}
+def _memory_table(after_engine: Sequence[ProcessMemory], end: Sequence[ProcessMemory]) -> str:
+    before = {p.name: p for p in after_engine}
     rows = []
     for p in end:
         b = before.get(p.name)
         rows.append([p.name, p.memory.processes, num(b.memory.rss_mb, 1) if b else "-", num(p.memory.rss_mb, 1),
                      num(p.memory.pss_mb, 1), "yes" if p.in_total else "no", p.note])
     total_end = stack_rss_mb(end)
-    total_before = stack_rss_mb(after_ingress)
+    total_before = stack_rss_mb(after_engine)
     pss_total = stack_pss_mb(end)
     rows.append(["**stack total (in total = yes)**", sum(p.memory.processes for p in end if p.in_total),
                  num(total_before, 1), num(total_end, 1), f"**{num(pss_total, 1)}**", "",
                  f"target < {STACK_MB:g} MB (PSS): {verdict(None if pss_total is None else pss_total < STACK_MB)}; "
                  f"RSS sum: {verdict(None if total_end is None else total_end < STACK_MB)}"])
-    return markdown_table(["process (tree)", "processes", "RSS MB after ingress", "RSS MB at end", "PSS MB at end",
-                           "in total", "note"], rows, "lrrrrll")
+    return markdown_table(["process (tree)", "processes", "RSS MB after the engine rows", "RSS MB at end",
+                           "PSS MB at end", "in total", "note"], rows, "lrrrrll")
 
 
 def render(report: Report) -> str:
@@ -269,7 +269,7 @@ def render(report: Report) -> str:
         "",
         "## Memory (resident, summed over each process tree)",
         "",
-        _memory_table(report.memory_after_ingress, report.memory_end) if report.memory_end else "(not measured)",
+        _memory_table(report.memory_after_engine, report.memory_end) if report.memory_end else "(not measured)",
         "",
         *peer_sections(report),
         "## Settings",

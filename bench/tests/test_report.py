@@ -194,7 +194,7 @@ def test_observations_name_errors_and_undrained_backlogs():
 
 def test_render_has_every_section_and_row():
     r = report(ingress=[ingress("direct", 16, 25_000, 8_000, 25_000), sustained(16, 12_000, 30_000, 1_500)],
-               engine=[engine("example", 2, 2000, 4.0)], memory_after_ingress=memory(240), memory_end=memory(250),
+               engine=[engine("example", 2, 2000, 4.0)], memory_after_engine=memory(240), memory_end=memory(250),
                notes=["a note"])
     text = render(r)
     for heading in ("# AutomateOS bench, 2026-01-02 03:04 UTC (quick)", "## Targets", "## Ingress",

@@ -18,6 +18,13 @@ class EngineSettings(CommonSettings):
                     "recovered through its lease); fork: a work-horse process per job (isolation, about 25 ms a job).",
     )
     engine_workers: int = Field(default=1, ge=1, le=64, description="Worker processes `automateos-engine run` starts.")
+    worker_concurrency: int = Field(
+        default=1, ge=1, le=256,
+        description="Runs one simple worker executes at once. 1: one at a time on the worker's own thread, under "
+                    "RQ's job timeout (the fastest for short runs: threads of one process share its interpreter "
+                    "lock). More: each run on a thread of its own, for workflows that mostly wait on slow APIs. "
+                    "The fork class always runs one.",
+    )
     engine_host: str = Field(default="127.0.0.1", description="Bind address of the engine health endpoint.")
     engine_port: int = Field(default=8004, description="Port of the engine health endpoint.")
     recovery_timeout_s: float = Field(

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from typing import Any, ClassVar
 
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.utils import now, utcformat
+from rq.worker import WorkerStatus
 
 from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
 from automateos_common.logs import setup_logging
@@ -29,6 +32,7 @@ from . import jobs
 from .executor import Executor, Runtime
 from .reaper import Reaper
 from .settings import get_settings
+from .threads import STEP_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,8 @@ class EngineWorker(_LessChatty, Worker):
 
 
 class EngineSimpleWorker(_LessChatty, SimpleWorker):
-    """RQ's in-process worker, minus the per-job chatter, with a lean path for AutomateOS runs.
+    """RQ's in-process worker, minus the per-job chatter, with a lean path for AutomateOS runs and
+    up to `concurrency` runs at once.
 
     RQ's own path costs about a dozen round trips a job (an execution record, the started
     registry, heartbeats before and after, a WATCHed success transaction, a result, worker
@@ -114,40 +119,142 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
     state in Redis is its record. So a run job (`RUN_JOB`) takes this path instead:
 
     - at pick-up, in the run's own first round trip: the job leaves RQ's intermediate list and
-      is marked started (status, started_at, worker name) on its hash;
-    - the run, under RQ's death penalty (the job's timeout, a backstop);
+      is marked started (status, started_at, worker name) on its hash, the worker busy;
+    - the run;
     - success: with the run's last write (the one that gives its lease back), the job is marked
-      finished, its hash left to expire after its `result_ttl`, and counted in the worker's
-      statistics;
+      finished, its hash left to expire after its `result_ttl`, counted in the worker's
+      statistics, and the worker idle again when it was its last run in flight;
     - an exception: RQ's own failure handling (failed registry, retries), as for any job.
 
-    Any other job goes through RQ's path unchanged.
+    Any other job goes through RQ's path unchanged, alone (the runs in flight finish first).
+
+    Concurrency (`AUTOMATEOS_WORKER_CONCURRENCY`): with 1, a run executes on the worker's own
+    thread under RQ's death penalty (the job's timeout, a backstop), as any RQ job. With more, each
+    run executes on a thread of its own (the death penalty is a signal: main thread only; a run is
+    bounded by its node and run timeouts) while the worker takes the next job, up to that many at a
+    time: a run mostly waits (on Redis, on the APIs its nodes call), and the other runs use that
+    time. Each thread has its own executor and Redis connection. The worker counts as busy while
+    any run is in flight, so a warm shut-down (SIGTERM) stops taking jobs and waits for them all.
     """
 
-    _runtime: Runtime | None = None
-    _executor: Executor | None = None
+    concurrency: int = 1
     _written_state: str | None = None
 
+    def __init__(self, *args: Any, concurrency: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.concurrency = max(1, concurrency)
+        self._local = threading.local()  # per thread: its runtime (Redis, HTTP client) and executor
+        self._inflight = 0
+        self._inflight_lock = threading.Condition()
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+
+    # -- state ---------------------------------------------------------------------------------
+
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if state == WorkerStatus.IDLE and self._inflight:
+            state = WorkerStatus.BUSY  # RQ says idle before each dequeue; runs are still in flight
         if pipeline is None and state == self._written_state:
             self._state = state  # RQ writes "idle" before every dequeue: once is enough
             return
         self._written_state = state
         super().set_state(state, pipeline)
 
+    def _begin(self, pipe: CommandList) -> None:
+        with self._inflight_lock:
+            self._inflight += 1
+            if self._written_state != WorkerStatus.BUSY:
+                self._written_state = WorkerStatus.BUSY
+                pipe.hset(self.key, "state", WorkerStatus.BUSY)
+            self._state = WorkerStatus.BUSY
+
+    def _end(self, pipe: CommandList | None) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+            if not self._inflight:
+                self._state = WorkerStatus.IDLE
+                if pipe is not None:
+                    self._written_state = WorkerStatus.IDLE
+                    pipe.hset(self.key, "state", WorkerStatus.IDLE)
+            self._inflight_lock.notify_all()
+
+    def _wait_for_runs(self, *, below: int = 1) -> None:
+        with self._inflight_lock:
+            while self._inflight >= below:
+                self._inflight_lock.wait(1.0)
+
+    def teardown(self) -> None:
+        self._wait_for_runs()  # a warm shut-down lets every run in flight finish
+        super().teardown()  # type: ignore[no-untyped-call]
+
+    def _shutdown(self) -> None:
+        """Warm shut-down. One run at a time: as RQ (finish the run, then stop). Several: the worker's
+        own thread only ever waits for a slot or for a job, so it stops taking jobs at once; the runs
+        in flight finish in `teardown`."""
+        if self.concurrency == 1:
+            super()._shutdown()  # type: ignore[no-untyped-call]
+            return
+        self._stop_requested = True
+        raise StopRequested()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        if self.concurrency == 1:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        self._slots.acquire()  # a free slot before the next job: never more taken than can run
+        try:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        except BaseException:
+            self._slots.release()
+            raise
+        if result is None:
+            self._slots.release()
+        return result
+
+    # -- jobs ----------------------------------------------------------------------------------
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         if job.func_name != RUN_JOB or len(job.args) != 1:
-            super().execute_job(job, queue)
+            try:
+                self._wait_for_runs()  # RQ's own path, alone
+                super().execute_job(job, queue)
+            finally:
+                if self.concurrency > 1:
+                    self._slots.release()
             return
-        if self._runtime is None or self._executor is None:
-            self._runtime = jobs.build_runtime(self.connection)
-            self._executor = Executor(self._runtime)  # one per worker: its leases' scripts are hashed once
+        if self.concurrency == 1:
+            with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
+                self._run(job, queue)
+            return
+        try:  # the slot was taken before the dequeue; the run's thread gives it back
+            STEP_THREADS.submit(self._run_in_slot, job, queue)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _run_in_slot(self, job: Job, queue: Queue) -> None:
+        try:
+            self._run(job, queue)
+        finally:
+            self._slots.release()
+
+    def _executor(self) -> tuple[Runtime, Executor]:
+        local = self._local
+        if getattr(local, "executor", None) is None:
+            local.runtime = jobs.build_runtime(self.connection)
+            local.executor = Executor(local.runtime)  # one per thread: its leases' scripts are hashed once
+        return local.runtime, local.executor
+
+    def _run(self, job: Job, queue: Queue) -> None:
+        runtime, executor = self._executor()
         job.started_at = started = now()
+        counted = False
 
         def pick_up(pipe: CommandList) -> None:
+            nonlocal counted
             pipe.lrem(queue.intermediate_queue_key, 1, job.id)
             pipe.hset(job.key, mapping={"status": JobStatus.STARTED, "started_at": utcformat(started),
                                         "worker_name": self.name})
+            self._begin(pipe)
+            counted = True
 
         finished = False
 
@@ -165,17 +272,20 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
             # The worker's statistics, as RQ's increment_successful_job_count / increment_total_working_time.
             pipe.hincrby(self.key, "successful_job_count", 1)
             pipe.hincrbyfloat(self.key, "total_working_time", (ended - started).total_seconds())
+            if counted:
+                self._end(pipe)
 
         try:
-            with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
-                self._executor.execute(job.args[0], on_pickup=pick_up, on_release=finish)
+            executor.execute(job.args[0], on_pickup=pick_up, on_release=finish)
         except Exception:
+            if counted and not finished:
+                self._end(None)
             self._finalize_failure(job, queue, None, sys.exc_info())  # type: ignore[arg-type]  # RQ's handling
             return
         if not finished:  # the lease was never ours (another worker holds the run) or was lost
             pipe = CommandList()
             finish(pipe)
-            self._runtime.commands.pipeline(pipe.commands)
+            runtime.commands.pipeline(pipe.commands)
 
 
 def preload() -> None:
@@ -192,8 +302,12 @@ def run_worker(*, burst: bool = False) -> bool:
     registry = default_registry()
     redis = Redis.from_url(settings.redis_url)
     queue = EngineQueue(settings.queue_name, connection=redis, serializer=JSONSerializer)  # make_queue's, as ours
-    worker_cls = EngineSimpleWorker if settings.worker_class == "simple" else EngineWorker
-    worker = worker_cls([queue], connection=redis, serializer=JSONSerializer, queue_class=EngineQueue)
+    worker: EngineSimpleWorker | EngineWorker
+    if settings.worker_class == "simple":
+        worker = EngineSimpleWorker([queue], connection=redis, serializer=JSONSerializer, queue_class=EngineQueue,
+                                    concurrency=settings.worker_concurrency)
+    else:  # a work-horse process per job: one at a time
+        worker = EngineWorker([queue], connection=redis, serializer=JSONSerializer, queue_class=EngineQueue)
     EngineQueue.lean[id(redis)] = LeanRedis.for_client(redis)
     log.info("engine worker %s on queue %s, node types: %s", worker.name, settings.queue_name,
              ", ".join(registry.types()))
