@@ -32,6 +32,7 @@ from automateos_devstack.gateway import SERVICES
 from automateos_devstack.servers import PostgresServer, RedisServer, free_port
 from automateos_devstack.stack import Stack
 
+from . import echo
 from .proc import Memory, cpu_seconds, descendants, memory_of, parent_map, tree_memory
 from .target import ProcessMemory, RunCounts, Target, Webhook
 
@@ -120,13 +121,7 @@ class AutomateOS(Target):
         return self.work_dir / "logs"
 
     def _start_echo(self) -> None:
-        self.echo = subprocess.Popen([sys.executable, "-m", "bench.echo"], stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True, cwd=Path(__file__).resolve().parents[1])
-        assert self.echo.stdout is not None
-        line = self.echo.stdout.readline().strip()
-        if not line.isdigit():
-            raise RuntimeError(f"the echo server did not start (said {line!r})")
-        self.echo_url = f"http://127.0.0.1:{line}"
+        self.echo, self.echo_url = echo.start()
 
     def stop(self) -> None:
         steps: list[tuple[str, Callable[[], None] | None]] = [

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -47,6 +49,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())]})
     await send({"type": "http.response.body", "body": out})
+
+
+def start() -> tuple[subprocess.Popen[str], str]:
+    """Start `python -m bench.echo` in a session of its own: (the process, its base URL) once it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.echo"], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.isdigit():
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the echo server did not start (said {line!r})")
+    return proc, f"http://127.0.0.1:{line}"
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -33,6 +32,7 @@ import httpx
 
 from automateos_devstack.servers import free_port
 
+from . import echo
 from .proc import cpu_seconds, descendants, parent_map, tree_memory
 from .target import ProcessMemory, RunCounts, Target, Webhook
 
@@ -534,13 +534,10 @@ class N8n(Target):
                 time.sleep(0.5)
 
     def _start_echo(self) -> None:
-        self.echo = subprocess.Popen([sys.executable, "-m", "bench.echo"], stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True, cwd=Path(__file__).resolve().parents[1])
-        assert self.echo.stdout is not None
-        line = self.echo.stdout.readline().strip()
-        if not line.isdigit():
-            raise PeerError(f"the echo server did not start (said {line!r})")
-        self.echo_url = f"http://127.0.0.1:{line}"
+        try:
+            self.echo, self.echo_url = echo.start()
+        except RuntimeError as exc:
+            raise PeerError(str(exc)) from None
 
     def stop(self) -> None:
         for what, proc in (("n8n", self.proc), ("echo server", self.echo)):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .config import BenchConfig
+from .loadgen import LoadResult
 from .machine import Commit, Machine
 from .peers import PeerResult
 from .phases import BODY, MODE_BURST, MODE_SUSTAINED, EngineResult, IngressResult
@@ -310,17 +311,24 @@ def ingress_method(report: Report) -> list[str]:
     ]
 
 
+def _load_notes(where: str, load: LoadResult, lost: int, lost_means: str) -> list[str]:
+    """A load's errors and its accepted webhooks that left no record, as notes."""
+    out = []
+    if load.errors:
+        detail = ", ".join(f"{k}: {v}" for k, v in {**load.socket_errors, **load.statuses}.items() if v)
+        out.append(f"{where}: {load.errors} errors ({detail}).")
+    if lost:
+        out.append(f"{where}: {lost} accepted webhooks {lost_means} within the wait.")
+    return out
+
+
 def observations(report: Report) -> list[str]:
     """What a reader should not miss: errors, lost or unfinished runs, waits that gave up."""
     out = []
     bound = report.config.drain_timeout_s
     for r in report.ingress:
         where = f"ingress ({r.mode}) via {r.route} at {r.load.connections} connections"
-        if r.load.errors:
-            detail = ", ".join(f"{k}: {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v)
-            out.append(f"{where}: {r.load.errors} errors ({detail}).")
-        if r.lost:
-            out.append(f"{where}: {r.lost} accepted webhooks were not recorded as runs within the wait.")
+        out += _load_notes(where, r.load, r.lost, "were not recorded as runs")
         if r.drain_s is None and r.mode == MODE_BURST:
             out.append(f"{where}: the engine had not executed the backlog {bound:g} s after its start; "
                        f"{r.discarded:,} queued runs were discarded (they stay `queued`): not every accepted webhook "
@@ -435,11 +443,7 @@ def peer_observations(report: Report, peer: PeerResult) -> list[str]:
     out = []
     for r in peer.ingress:
         where = f"{peer.name} at {r.load.connections} connections"
-        if r.load.errors:
-            detail = ", ".join(f"{k}: {v}" for k, v in {**r.load.socket_errors, **r.load.statuses}.items() if v)
-            out.append(f"{where}: {r.load.errors} errors ({detail}).")
-        if r.lost:
-            out.append(f"{where}: {r.lost} accepted webhooks had no execution recorded within the wait.")
+        out += _load_notes(where, r.load, r.lost, "had no execution recorded")
         if r.counts.finished > r.counts.succeeded:
             out.append(f"{where}: {r.counts.finished - r.counts.succeeded} executions did not succeed.")
         if r.drain_s is None:
