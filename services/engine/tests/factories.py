@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,3 +53,14 @@ def runtime(redis: Redis, handler: Callable[[httpx.Request], httpx.Response], *,
         definitions=DefinitionSource(redis, "http://workflows.test", "secret", client=workflows_client),
         http_client=lambda: client, config=config or EngineConfig(heartbeat_s=0.05),
     )
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, *, poll_s: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy (returned); fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -89,6 +89,16 @@ class CommandList:
         return self._add("EVAL", script, numkeys, *keys_and_args)
 
 
+def _hello(username: str | None, password: str | None, db: int) -> tuple[bytes, int]:
+    """What a new connection sends first (AUTH, SELECT), packed, and how many replies that makes."""
+    commands: list[tuple[Any, ...]] = []
+    if password is not None:
+        commands.append(("AUTH", username, password) if username else ("AUTH", password))
+    if db:
+        commands.append(("SELECT", db))
+    return b"".join(hiredis.pack_command(c) for c in commands), len(commands)
+
+
 def _first_error(replies: Sequence[Any]) -> None:
     for reply in replies:
         if isinstance(reply, ResponseError):
@@ -233,15 +243,10 @@ class PipelinedRedis:
                     self.connect_timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ConnectionError(f"Cannot connect to Redis at {self.host}:{self.port}: {exc!r}") from None
-            hello: list[Args] = []
-            if self.password is not None:
-                hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
-            if self.db:
-                hello.append(("SELECT", self.db))
-            if hello:
+            hello, replies = _hello(self.username, self.password, self.db)
+            if replies:
                 try:
-                    await self._wait(new.send(b"".join(hiredis.pack_command(tuple(c)) for c in hello),
-                                                   len(hello)))
+                    await self._wait(new.send(hello, replies))
                 except BaseException:
                     new.close()  # refused (a wrong password): never handed out
                     raise
@@ -332,14 +337,10 @@ class LeanRedis:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.timeout)
         self._sock, self._reader = sock, hiredis.Reader(replyError=ResponseError)
-        hello: list[tuple[Any, ...]] = []
-        if self.password is not None:
-            hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
-        if self.db:
-            hello.append(("SELECT", self.db))
-        if hello:
+        hello, replies = _hello(self.username, self.password, self.db)
+        if replies:
             try:
-                _first_error(self._roundtrip(b"".join(hiredis.pack_command(c) for c in hello), len(hello)))
+                _first_error(self._roundtrip(hello, replies))
             except BaseException:
                 self.close()
                 raise

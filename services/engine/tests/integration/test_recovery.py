@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from services.engine.tests.factories import publish, queue_run
+from services.engine.tests.factories import publish, queue_run, wait_for
 
 from automateos_common.runs import RunState, RunStatus, RunStore, StepStatus
 from automateos_devstack.servers import RedisServer
@@ -86,16 +86,6 @@ def workers(redis_client: Redis) -> Iterator[Callable[..., Workers]]:
     yield make
     for w in made:
         w.stop_all()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def load(redis: Redis, run_id: str) -> RunState:

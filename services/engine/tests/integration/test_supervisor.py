@@ -7,15 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from rq import Worker
-from services.engine.tests.factories import publish, queue_run
+from services.engine.tests.factories import publish, queue_run, wait_for
 
 from automateos_common.queue import make_queue
 from automateos_common.runs import RunStatus, RunStore
@@ -39,16 +36,6 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_supervisor_forks_its_workers_replaces_a_dead_one_and_stops_them_all(redis_client):
     kw = redis_client.connection_pool.connection_kwargs
     port = free_port()
@@ -61,24 +48,24 @@ def test_the_supervisor_forks_its_workers_replaces_a_dead_one_and_stops_them_all
         def registered() -> list[Worker]:
             return [w for w in Worker.all(queue=queue) if w.pid in _children(proc.pid)]
 
-        workers = _until(lambda: len(registered()) == 2 and registered(), 60, "two workers to register")
+        workers = wait_for(lambda: len(registered()) == 2 and registered(), 60, "two workers to register")
         # Forked: children of the supervisor running its own command line (a spawned worker says `worker`).
         assert all(" run " in _cmdline(w.pid) for w in workers)
-        health = _until(lambda: _get(port), 30, "the health endpoint")
+        health = wait_for(lambda: _get(port), 30, "the health endpoint")
         assert health.status_code == 200 and health.json()["checks"]["workers"] == "ok"
 
         transform = {"id": "v", "type": "transform", "config": {"value": "{{trigger.payload.n}}"}}
         publish(redis_client, {"nodes": [{"id": "t", "type": "webhook"}, transform]})
         runs = [queue_run(redis_client, {"n": i}) for i in range(20)]
-        _until(lambda: all((r := RunStore(redis_client).load(q.id)) and r.status == RunStatus.SUCCESS for q in runs),
+        wait_for(lambda: all((r := RunStore(redis_client).load(q.id)) and r.status == RunStatus.SUCCESS for q in runs),
                30, "the runs to be executed by the forked workers")
 
         doomed = workers[0].pid
         os.kill(doomed, signal.SIGKILL)
-        replaced = _until(lambda: [w for w in registered() if w.pid != doomed and w.pid != workers[1].pid], 30,
+        replaced = wait_for(lambda: [w for w in registered() if w.pid != doomed and w.pid != workers[1].pid], 30,
                           "a replacement worker")
         assert " worker" in _cmdline(replaced[0].pid)  # a fresh process, not a fork of a threaded supervisor
-        _until(lambda: _get(port) and _get(port).json()["checks"]["workers"] == "ok", 30, "health to recover")
+        wait_for(lambda: _get(port) and _get(port).json()["checks"]["workers"] == "ok", 30, "health to recover")
         pids = [w.pid for w in registered()]
         proc.send_signal(signal.SIGTERM)  # to the supervisor alone, as `docker stop` does
         assert proc.wait(30) == 0

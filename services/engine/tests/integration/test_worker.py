@@ -19,22 +19,12 @@ from automateos_common.lease import Leases
 from automateos_common.queue import RESULT_TTL_S, make_queue
 from automateos_common.runs import RunStatus, RunStore
 from automateos_devstack.testing import example_definition
-from automateos_engine import settings as engine_settings
 from automateos_engine.executor import Executor
 from automateos_engine.worker import EngineQueue, EngineSimpleWorker
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def engine_env(monkeypatch, redis_client, echo_server):
-    url = redis_client.connection_pool.connection_kwargs
-    monkeypatch.setenv("REDIS_URL", f"redis://{url['host']}:{url['port']}/{url['db']}")
-    monkeypatch.setenv("AUTOMATEOS_EGRESS_ALLOW", "127.0.0.1")
-    monkeypatch.setenv("AUTOMATEOS_INTERNAL_TOKEN", "test-secret")
-    engine_settings.get_settings.cache_clear()
-    yield
-    engine_settings.get_settings.cache_clear()
 
 
 def test_rq_worker_runs_the_queued_job_end_to_end(redis_client, echo_server, engine_env):

@@ -7,32 +7,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from services.engine.tests.factories import publish, queue_run
+from services.engine.tests.factories import publish, queue_run, wait_for
 
 from automateos_common.queue import make_queue
 from automateos_common.runs import RunStatus, RunStore
 from automateos_devstack.testing import EchoServer
-from automateos_engine import settings as engine_settings
 from automateos_engine.worker import EngineQueue, EngineSimpleWorker
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def engine_env(monkeypatch, redis_client):
-    kw = redis_client.connection_pool.connection_kwargs
-    monkeypatch.setenv("REDIS_URL", f"redis://{kw['host']}:{kw['port']}/{kw['db']}")
-    monkeypatch.setenv("AUTOMATEOS_EGRESS_ALLOW", "127.0.0.1")
-    monkeypatch.setenv("AUTOMATEOS_INTERNAL_TOKEN", "test-secret")
-    engine_settings.get_settings.cache_clear()
-    yield
-    engine_settings.get_settings.cache_clear()
 
 
 def _slow_workflow(redis_client, echo: EchoServer, seconds: float) -> None:
@@ -46,16 +34,6 @@ def _worker(redis_client, concurrency: int) -> EngineSimpleWorker:
     queue = EngineQueue("test", connection=redis_client, serializer=JSONSerializer)
     return EngineSimpleWorker([queue], connection=redis_client, serializer=JSONSerializer, queue_class=EngineQueue,
                               concurrency=concurrency)
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_worker_with_four_slots_has_four_runs_in_flight_at_once(redis_client, engine_env):
@@ -94,7 +72,7 @@ def test_a_warm_shut_down_finishes_the_runs_in_flight(redis_client, concurrency)
         runs = [queue_run(redis_client, {"n": i}) for i in range(concurrency)]
         proc = subprocess.Popen([sys.executable, "-m", "automateos_engine", "worker"], env=env, start_new_session=True)
         try:
-            _until(lambda: len([r for r in echo.requests if r["path"] == "/sleep/2/slow"]) == concurrency, 30,
+            wait_for(lambda: len([r for r in echo.requests if r["path"] == "/sleep/2/slow"]) == concurrency, 30,
                    "every run's slow call to begin")
             proc.send_signal(signal.SIGTERM)  # mid-call: a warm shut-down
             assert proc.wait(30) == 0
@@ -114,7 +92,7 @@ def test_an_idle_worker_with_slots_stops_at_once(redis_client):
     before = redis_client.scard("rq:workers")
     proc = subprocess.Popen([sys.executable, "-m", "automateos_engine", "worker"], env=env, start_new_session=True)
     try:
-        _until(lambda: redis_client.scard("rq:workers") > before, 30, "the worker to register")
+        wait_for(lambda: redis_client.scard("rq:workers") > before, 30, "the worker to register")
         time.sleep(0.5)  # blocked on the empty queue
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
