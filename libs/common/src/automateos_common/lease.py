@@ -40,27 +40,33 @@ return 0
 
 # A pick-up in one round trip: _ACQUIRE, the run's hash, and, for a run that has not pinned its
 # definition yet, its workflow's catalog entry (the workflow id is read from the run's meta JSON).
-# KEYS: lease, due, run hash. ARGV: token, ms, due time, run id, catalog key prefix, catalog ready key.
+# As a Lua function, so that a script of its own (the engine's dequeue) can pick up in its round trip.
 # Returns {acquired, run hash (flat), catalog entry (flat, or empty), catalog ready (0/1)}.
-_ACQUIRE_AND_READ = """
-local acquired = 0
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-  acquired = 1
-end
-local run = redis.call('HGETALL', KEYS[3])
-local entry, ready = {}, 0
-if acquired == 1 and redis.call('HEXISTS', KEYS[3], 'definition') == 0 then
-  local meta = redis.call('HGET', KEYS[3], 'meta')
-  if meta then
-    local ok, decoded = pcall(cjson.decode, meta)
-    if ok and type(decoded) == 'table' and type(decoded['workflow_id']) == 'number' then
-      entry = redis.call('HGETALL', ARGV[5] .. string.format('%d', decoded['workflow_id']))
-      ready = redis.call('EXISTS', ARGV[6])
+ACQUIRE_AND_READ_FN = """
+local function acquire_and_read(lease, due, run_key, token, ms, due_at, run_id, catalog_prefix, ready_key)
+  local acquired = 0
+  if redis.call('SET', lease, token, 'NX', 'PX', ms) then
+    redis.call('ZADD', due, due_at, run_id)
+    acquired = 1
+  end
+  local run = redis.call('HGETALL', run_key)
+  local entry, ready = {}, 0
+  if acquired == 1 and redis.call('HEXISTS', run_key, 'definition') == 0 then
+    local meta = redis.call('HGET', run_key, 'meta')
+    if meta then
+      local ok, decoded = pcall(cjson.decode, meta)
+      if ok and type(decoded) == 'table' and type(decoded['workflow_id']) == 'number' then
+        entry = redis.call('HGETALL', catalog_prefix .. string.format('%d', decoded['workflow_id']))
+        ready = redis.call('EXISTS', ready_key)
+      end
     end
   end
+  return {acquired, run, entry, ready}
 end
-return {acquired, run, entry, ready}
+"""
+# KEYS: lease, due, run hash. ARGV: token, ms, due time, run id, catalog key prefix, catalog ready key.
+_ACQUIRE_AND_READ = ACQUIRE_AND_READ_FN + """
+return acquire_and_read(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 """
 
 _RENEW = """

@@ -127,6 +127,20 @@ class _Release:
             self.extra = None
 
 
+def lease_token() -> str:
+    """Who holds a lease: host, process, and a nonce per pick-up."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Taken:
+    """A pick-up already made (the engine worker's dequeue takes the run's lease in its round trip):
+    the token it used and the answers of `Leases.acquire_and_read`."""
+
+    token: str
+    answers: list[Any]
+
+
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
     """A hash as a script returns it (a flat list) as HGETALL's dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -185,24 +199,31 @@ class Executor:
 
     # ----------------------------------------------------------------- pick-up
 
-    def execute(self, execution_id: str, *, on_pickup: Callable[[CommandList], None] | None = None,
+    def execute(self, execution_id: str, *, taken: Taken | None = None,
+                on_pickup: Callable[[CommandList], None] | None = None,
                 on_release: Callable[[CommandList], None] | None = None) -> RunState | None:
         """Run (or continue) a run if nobody else holds it; returns its state when this call let go.
 
-        `on_pickup` and `on_release` add commands to the round trips that take and give back the run's
-        lease (the worker's own bookkeeping of the job); each runs at most once, and `on_release` not at
-        all when the lease was never taken or was lost."""
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        `taken`: the first pick-up was already made (by the worker's dequeue). `on_pickup` and
+        `on_release` add commands to the round trips that take and give back the run's lease (the
+        worker's own bookkeeping of the job); each runs at most once, `on_pickup` not at all with
+        `taken`, and `on_release` not at all when the lease was never taken or was lost."""
+        token = taken.token if taken is not None else lease_token()
         run: RunState | None = None
         for _ in range(3):  # a control request that arrived just as we let go is applied at once
-            pipe = CommandList()  # lease, run and its workflow: one round trip
-            self.leases.acquire_and_read(execution_id, token, self.cfg.lease_s, run_key=self.store.key(execution_id),
-                                         catalog_prefix=catalog.WF_KEY.format(""), ready_key=catalog.READY_KEY,
-                                         pipe=pipe)
-            if on_pickup is not None:
-                on_pickup(pipe)
-                on_pickup = None
-            (acquired, run_flat, entry_flat, ready), *_ = self.rt.commands.pipeline(pipe.commands)
+            if taken is not None:
+                acquired, run_flat, entry_flat, ready = taken.answers
+                taken = None
+            else:
+                pipe = CommandList()  # lease, run and its workflow: one round trip
+                self.leases.acquire_and_read(execution_id, token, self.cfg.lease_s,
+                                             run_key=self.store.key(execution_id),
+                                             catalog_prefix=catalog.WF_KEY.format(""), ready_key=catalog.READY_KEY,
+                                             pipe=pipe)
+                if on_pickup is not None:
+                    on_pickup(pipe)
+                    on_pickup = None
+                (acquired, run_flat, entry_flat, ready), *_ = self.rt.commands.pipeline(pipe.commands)
             run = RunStore.decode(_pairs(run_flat))
             catalog_read = None
             if run is not None and (entry_flat or ready):  # read by the script (absent: ask as before)

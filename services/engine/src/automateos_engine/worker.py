@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+import weakref
 import zlib
 from typing import Any, ClassVar
 
@@ -18,19 +19,22 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import StopRequested
-from rq.job import Job, JobStatus, parse_timeout
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.utils import now, utcformat
+from rq.utils import now, parse_timeout, utcformat
 from rq.worker import WorkerStatus
 
+from automateos_common import catalog
 from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
+from automateos_common.lease import ACQUIRE_AND_READ_FN, DUE_KEY, LEASE_KEY, Leases
 from automateos_common.logs import setup_logging
 from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import RUN_JOB
+from automateos_common.runs import RunStore
 
 from . import jobs
-from .executor import Executor, Runtime
+from .executor import Executor, Runtime, Taken, lease_token
 from .reaper import Reaper
 from .settings import get_settings
 from .threads import STEP_THREADS
@@ -67,10 +71,24 @@ class _LessChatty:
 
 # The next job and its hash in one round trip: RQ's non-blocking LMOVE into the intermediate list
 # (the same move, so RQ's bookkeeping of jobs in flight is unchanged), then the job's HGETALL.
-_TAKE = """
+# KEYS: queue, intermediate list, due set. ARGV[1]: the job key prefix.
+# With a picker (ARGV[2..12]: run key prefix, lease key prefix, token, lease ms, due time, catalog
+# prefix, catalog ready key, started at, worker name, worker key or '', worker state), a run's job
+# (a run hash with the job's id) is picked up in the same script: its lease taken and its run and
+# workflow read (Leases.acquire_and_read), the job out of the intermediate list (the lease covers it
+# from here) and marked started, the worker busy. Returns {id, job hash} or {id, job hash, pick-up}.
+_TAKE = ACQUIRE_AND_READ_FN + """
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
-return {id, redis.call('HGETALL', ARGV[1] .. id)}
+local job_key = ARGV[1] .. id
+local job = redis.call('HGETALL', job_key)
+if #ARGV == 1 or #job == 0 or redis.call('EXISTS', ARGV[2] .. id) == 0 then return {id, job} end
+local taken = acquire_and_read(ARGV[3] .. id, KEYS[3], ARGV[2] .. id, ARGV[4], ARGV[5], ARGV[6], id, ARGV[7],
+                               ARGV[8])
+redis.call('LREM', KEYS[2], 1, id)
+redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[9], 'worker_name', ARGV[10])
+if ARGV[11] ~= '' then redis.call('HSET', ARGV[11], 'state', ARGV[12]) end
+return {id, job, taken}
 """
 
 
@@ -131,9 +149,11 @@ class EngineQueue(Queue):
     two: the move, then a fetch). An empty queue is waited on by RQ's own blocking dequeue.
 
     `lean`: the lean client for the connection's server (set by the worker), used for that round
-    trip instead of redis-py."""
+    trip instead of redis-py. `pickers`: the engine worker dequeuing on a connection, which picks a
+    run up in the dequeue's round trip (its first round trip of the run's own saved)."""
 
     lean: ClassVar[dict[int, LeanRedis | RedisPyCommands]] = {}  # id(connection) -> its lean client
+    pickers: ClassVar[weakref.WeakValueDictionary[int, EngineSimpleWorker]] = weakref.WeakValueDictionary()
 
     @classmethod
     def dequeue_any(cls, queues: Any, timeout: int | None, connection: Redis, job_class: type[Job] | None = None,
@@ -142,7 +162,11 @@ class EngineQueue(Queue):
         if len(queues) == 1:
             queue, job_cls = queues[0], job_class or Job
             while True:
-                args = (_TAKE, 2, queue.key, queue.intermediate_queue_key, job_cls.redis_job_namespace_prefix)
+                picker = cls.pickers.get(id(connection))
+                token, started = lease_token(), now()
+                pickup, wrote_busy = picker.pickup_args(token, started) if picker is not None else ([], False)
+                args = (_TAKE, 3, queue.key, queue.intermediate_queue_key, DUE_KEY,
+                        job_cls.redis_job_namespace_prefix, *pickup)
                 lean = cls.lean.get(id(connection))
                 found: Any = lean.pipeline([("EVAL", *args)])[0] if lean is not None else connection.eval(*args)
                 if not found:
@@ -152,8 +176,11 @@ class EngineQueue(Queue):
                     continue  # the job hash is gone (deleted meanwhile): take the next, as RQ does
                 job = job_cls(job_id, connection=connection, serializer=serializer)
                 mapping = dict(zip(flat[::2], flat[1::2], strict=True))
-                if not _restore_run(job, mapping):
+                is_run = _restore_run(job, mapping)
+                if not is_run:
                     job.restore(mapping)
+                if len(found) > 2 and picker is not None:
+                    picker.picked_up(job, Taken(token, found[2]), started, is_run=is_run, wrote_busy=wrote_busy)
                 return job, queue
         return super().dequeue_any(queues, timeout, connection=connection, job_class=job_class,
                                    serializer=serializer, death_penalty_class=death_penalty_class)
@@ -202,6 +229,8 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
         self._inflight = 0
         self._inflight_lock = threading.Condition()
         self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._lease_s: float | None = None
+        EngineQueue.pickers[id(self.connection)] = self
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -221,6 +250,44 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
                 self._written_state = WorkerStatus.BUSY
                 pipe.hset(self.key, "state", WorkerStatus.BUSY)
             self._state = WorkerStatus.BUSY
+
+    # -- pick-up in the dequeue (EngineQueue) ---------------------------------------------------
+
+    def pickup_args(self, token: str, started: Any) -> tuple[list[Any], bool]:
+        """The dequeue script's arguments that pick a run up with `token` (see _TAKE), and whether the
+        script will mark the worker busy."""
+        if self._lease_s is None:
+            self._lease_s = get_settings().engine_config().lease_s
+        lease_s = self._lease_s
+        busy = self.key if self._written_state != WorkerStatus.BUSY else ""
+        return [RunStore.key(""), LEASE_KEY.format(""), token, max(1, int(lease_s * 1000)), time.time() + lease_s,
+                catalog.WF_KEY.format(""), catalog.READY_KEY, utcformat(started), self.name, busy,
+                WorkerStatus.BUSY], bool(busy)
+
+    def picked_up(self, job: Job, taken: Taken, started: Any, *, is_run: bool, wrote_busy: bool) -> None:
+        """The dequeue took a run's lease (`taken`) and marked its job started (and the worker busy)."""
+        if not is_run:  # a run's id on another kind of job: give the lease back, RQ's path runs it
+            if taken.answers[0]:
+                self._leases().release(job.id, taken.token, due_at=time.time())
+            if wrote_busy:
+                self._written_state = WorkerStatus.BUSY
+            return
+        job.started_at = started
+        job.worker_name = self.name
+        job._aos_taken = taken  # type: ignore[attr-defined]
+        with self._inflight_lock:
+            self._inflight += 1
+            self._state = WorkerStatus.BUSY
+            if self._written_state != WorkerStatus.BUSY:
+                if not wrote_busy:  # another thread's run ended meanwhile and wrote "idle"
+                    self._runtime_commands().pipeline([("HSET", self.key, "state", WorkerStatus.BUSY)])
+                self._written_state = WorkerStatus.BUSY
+
+    def _leases(self) -> Leases:
+        return Leases(self.connection)
+
+    def _runtime_commands(self) -> LeanRedis | RedisPyCommands:
+        return EngineQueue.lean.get(id(self.connection)) or RedisPyCommands(self.connection)
 
     def _end(self, pipe: CommandList | None) -> None:
         with self._inflight_lock:
@@ -301,8 +368,10 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
 
     def _run(self, job: Job, queue: Queue) -> None:
         runtime, executor = self._executor()
-        job.started_at = started = now()
-        counted = False
+        taken: Taken | None = getattr(job, "_aos_taken", None)
+        started = job.started_at if taken is not None and job.started_at is not None else now()
+        job.started_at = started
+        counted = taken is not None  # picked up in the dequeue: counted in flight there
 
         def pick_up(pipe: CommandList) -> None:
             nonlocal counted
@@ -332,7 +401,7 @@ class EngineSimpleWorker(_LessChatty, SimpleWorker):
                 self._end(pipe)
 
         try:
-            executor.execute(job.args[0], on_pickup=pick_up, on_release=finish)
+            executor.execute(job.args[0], taken=taken, on_pickup=pick_up, on_release=finish)
         except Exception:
             if counted and not finished:
                 self._end(None)

@@ -16,8 +16,8 @@ from services.engine.tests.factories import publish, queue_run
 from automateos_common import catalog
 from automateos_common.fastredis import LeanRedis
 from automateos_common.lease import Leases
-from automateos_common.queue import RESULT_TTL_S, make_queue
-from automateos_common.runs import RunStatus, RunStore
+from automateos_common.queue import RESULT_TTL_S, make_queue, new_execution_id
+from automateos_common.runs import RunState, RunStatus, RunStore
 from automateos_devstack.testing import example_definition
 from automateos_engine.executor import Executor
 from automateos_engine.worker import EngineQueue, EngineSimpleWorker
@@ -113,6 +113,59 @@ def test_the_one_trip_dequeue_skips_vanished_jobs_and_blocks_like_rq_when_empty(
     assert EngineQueue.dequeue_any([queue], None, connection=redis_client) is None  # empty, not blocking
     with pytest.raises(DequeueTimeout):
         EngineQueue.dequeue_any([queue], 1, connection=redis_client)  # RQ's blocking wait, then its timeout
+
+
+@pytest.mark.parametrize("client", ["redis-py", "lean"])
+def test_the_engine_worker_picks_a_run_up_in_its_dequeue_round_trip(redis_client, echo_server, engine_env, client,
+                                                                     monkeypatch):
+    if client == "lean":
+        monkeypatch.setattr(EngineQueue, "lean", {id(redis_client): LeanRedis.for_client(redis_client)})
+    publish(redis_client, example_definition(url=f"{echo_server.url}/data"))
+    queued = queue_run(redis_client, {"n": 1})
+    worker = _engine_worker(redis_client)
+    queue = worker.queues[0]
+    job, _ = EngineQueue.dequeue_any([queue], None, connection=redis_client, serializer=JSONSerializer)
+
+    # Taken in the dequeue's script: the lease is the worker's, the job out of RQ's intermediate list (the
+    # lease covers it now) and started by this worker, the worker busy; the run itself not touched yet.
+    taken = job._aos_taken
+    assert taken.answers[0] == 1 and Leases(redis_client).holder(queued.id) == taken.token
+    assert redis_client.llen(queue.intermediate_queue_key) == 0
+    stored = redis_client.hgetall(job.key)
+    assert stored[b"status"] == b"started" and stored[b"worker_name"] == worker.name.encode()
+    assert redis_client.hget(worker.key, "state") == b"busy"
+    assert RunStore(redis_client).load(queued.id).status == RunStatus.QUEUED
+
+    worker.execute_job(job, queue)  # no second pick-up: the run goes on from what the dequeue read
+    assert RunStore(redis_client).load(queued.id).status == RunStatus.SUCCESS
+    assert Leases(redis_client).holder(queued.id) is None
+    assert Job.fetch(queued.id, connection=redis_client, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    assert redis_client.hget(worker.key, "state") == b"idle"
+
+
+def test_a_run_held_by_another_worker_is_left_to_it_by_the_dequeue(redis_client, engine_env):
+    publish(redis_client, {"nodes": [{"id": "t", "type": "webhook"}]})
+    queued = queue_run(redis_client, {})
+    assert Leases(redis_client).acquire(queued.id, "other-worker", 30)
+    assert _engine_worker(redis_client).work(burst=True) is True
+    assert Leases(redis_client).holder(queued.id) == "other-worker"  # not ours to give back
+    assert RunStore(redis_client).load(queued.id).status == RunStatus.QUEUED  # nor to run
+    job = Job.fetch(queued.id, connection=redis_client, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED  # the duplicate job is done with
+
+
+def test_another_kind_of_job_with_a_run_s_id_gets_the_lease_back_and_rq_s_path(redis_client, engine_env):
+    run = RunState(id=new_execution_id(), workflow_id=1, owner_id=7, trigger="webhook", payload={},
+                   trigger_data={})
+    with redis_client.pipeline() as pipe:
+        RunStore(redis_client).write_new(pipe, run)
+        pipe.execute()
+    job = make_queue(redis_client, "test").enqueue_call("operator.truth", args=(1,), job_id=run.id, result_ttl=60)
+    _engine_worker(redis_client).work(burst=True)
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() is True
+    assert Leases(redis_client).holder(run.id) is None
+    assert Leases(redis_client).due_at(run.id) is not None  # due at once: whoever owns the run looks again
 
 
 def test_the_pick_up_script_reads_the_run_and_its_workflow_only_when_it_takes_the_lease(redis_client):
