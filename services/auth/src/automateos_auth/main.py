@@ -42,7 +42,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         return {"database": await check_db(app)}
 
     app = create_service_app(
-        "auth", title="AutomateOS auth", lifespan=lifespan, health=health, log_level=settings.log_level,
+        "auth", title="AutomateOS auth", lifespan=lifespan, health=health, settings=settings, no_store=True,
         description="Register, log in, RS256 access tokens and the JWKS every other service verifies them with.",
     )
     app.include_router(auth.router)
