@@ -10,11 +10,11 @@ import anyio
 from fastapi import FastAPI
 
 from automateos_common.app import check_db, create_service_app
-from automateos_common.auth import JWKSCache, TokenVerifier
+from automateos_common.auth import TokenVerifier
 from automateos_common.db import make_engine, migrate
 
 from .api.routes import auth, users
-from .keys import SigningKey
+from .keys import KeyRing
 from .settings import AuthSettings, get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,13 +28,11 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         url = settings.database_url_for("auth")
         await anyio.to_thread.run_sync(migrate, url, MIGRATIONS, "alembic_version_auth")  # in a child process
         engine = make_engine(url)
-        key = SigningKey.from_settings(settings)
+        keys = KeyRing(settings)
         app.state.engine = engine
-        app.state.signing_key = key
-        # Auth verifies its own tokens with its own public key: no HTTP round trip to itself.
-        cache = JWKSCache("unused://self", min_refresh_s=1e9, max_age_s=1e12)
-        cache.load(key.jwks())
-        app.state.token_verifier = TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        app.state.key_ring = keys
+        # Auth verifies its own tokens with its own keys (current and retired): no HTTP round trip to itself.
+        app.state.token_verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         yield
         engine.dispose()
 
@@ -43,7 +41,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app = create_service_app(
         "auth", title="AutomateOS auth", lifespan=lifespan, health=health, settings=settings, no_store=True,
-        description="Register, log in, RS256 access tokens and the JWKS every other service verifies them with.",
+        description="Register, log in, sessions (RS256 access tokens, rotating refresh tokens) and the JWKS every "
+                    "other service verifies access tokens with.",
     )
     app.include_router(auth.router)
     app.include_router(users.router)

@@ -11,19 +11,19 @@ from automateos_common.auth import CurrentPrincipal
 from automateos_common.db import get_session
 from automateos_common.errors import UnauthorizedError
 
-from ..keys import SigningKey
+from ..keys import KeyRing
 from ..models import User
 from ..settings import AuthSettings, get_settings
 
 
-def get_signing_key(request: Request) -> SigningKey:
-    key: SigningKey = request.app.state.signing_key
-    return key
+def get_key_ring(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.key_ring
+    return keys
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
-SigningKeyDep = Annotated[SigningKey, Depends(get_signing_key)]
+KeyRingDep = Annotated[KeyRing, Depends(get_key_ring)]
 
 
 def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
