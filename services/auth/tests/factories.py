@@ -19,11 +19,11 @@ CLIENT_IP = "203.0.113.7"  # TEST-NET-3: the address requests come from unless a
 
 
 def auth_settings(tmp_path: Path, db_url: str, redis: Redis | None, **overrides: object) -> AuthSettings:
-    fields: dict[str, object] = {"database_url": db_url, "data_dir": tmp_path / "data", **overrides}
+    fields: dict[str, object] = {"database_url": db_url, "data_dir": tmp_path / "data"}
     if redis is not None:
         kw = redis.connection_pool.connection_kwargs
         fields["redis_url"] = f"redis://{kw['host']}:{kw['port']}/{kw['db']}"
-    return AuthSettings.model_validate(fields)
+    return AuthSettings.model_validate({**fields, **overrides})
 
 
 @dataclass

@@ -15,6 +15,7 @@ from automateos_common.db import make_engine, migrate
 
 from .api.routes import auth, users
 from .keys import KeyRing
+from .ratelimit import Limiter
 from .settings import AuthSettings, get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,6 +32,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         keys = KeyRing(settings)
         app.state.engine = engine
         app.state.key_ring = keys
+        app.state.limiter = Limiter(settings)
         # Auth verifies its own tokens with its own keys (current and retired): no HTTP round trip to itself.
         app.state.token_verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         yield

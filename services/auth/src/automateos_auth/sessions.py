@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -67,9 +68,11 @@ def revoke_family(*, session: Session, family_id: str, now: datetime) -> int:
     return result.rowcount
 
 
-def rotate(*, session: Session, token: str, ttl_s: int, now: datetime) -> tuple[User, Issued]:
+def rotate(*, session: Session, token: str, ttl_s: int, now: datetime,
+           before_spend: Callable[[int], None] | None = None) -> tuple[User, Issued]:
     """Spend `token` and issue the next one of its family. Raises RefreshRejected; after a reuse the
-    family is revoked in `session`, so the caller must commit before answering."""
+    family is revoked in `session`, so the caller must commit before answering. `before_spend(user_id)`
+    may refuse (raise) while the token is still unspent (a rate limit)."""
     row = session.exec(select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))).first()
     if row is None or row.revoked_at is not None:
         raise RefreshRejected("Invalid refresh token")
@@ -78,6 +81,8 @@ def rotate(*, session: Session, token: str, ttl_s: int, now: datetime) -> tuple[
         raise RefreshRejected("Refresh token already used; the session is revoked")
     if _aware(row.expires_at) <= now:
         raise RefreshRejected("Refresh token expired")
+    if before_spend is not None:
+        before_spend(row.user_id)
     # Spent only if nobody spent it meanwhile: of two concurrent refreshes with one token, one wins and
     # the other is a reuse (the database decides, not a read before the write).
     spent = session.exec(

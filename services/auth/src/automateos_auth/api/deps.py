@@ -13,6 +13,7 @@ from automateos_common.errors import UnauthorizedError
 
 from ..keys import KeyRing
 from ..models import User
+from ..ratelimit import Limiter
 from ..settings import AuthSettings, get_settings
 
 
@@ -21,9 +22,27 @@ def get_key_ring(request: Request) -> KeyRing:
     return keys
 
 
+def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
+    return limiter
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(get_key_ring)]
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+
+
+def get_client_ip(request: Request, settings: SettingsDep) -> str:
+    """The address rate limits count per: the configured header (set by the proxy in front), else the peer."""
+    if settings.client_ip_header:
+        value = request.headers.get(settings.client_ip_header, "").split(",")[0].strip()
+        if value:
+            return value[:64]
+    return request.client.host if request.client else "unknown"
+
+
+ClientIP = Annotated[str, Depends(get_client_ip)]
 
 
 def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
