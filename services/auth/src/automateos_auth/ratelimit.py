@@ -2,7 +2,8 @@
 
 Counting is the `limits` library's moving window (exact: `Retry-After` says when the oldest counted
 attempt leaves the window), in Redis so that every auth replica shares the counts. When Redis does not
-answer, counting goes on in this process's memory (logged), so an outage neither opens the limits
+answer, counting goes on in this process's memory (logged; Redis is tried again every
+`REDIS_RETRY_S`), so an outage neither opens the limits
 completely nor stops logins. `AUTOMATEOS_RATE_LIMIT_STORAGE=memory` counts in memory only (one process).
 
 Failed logins never lock an account out: after `login_slowdown_after` failures within the window,
@@ -33,6 +34,7 @@ from .settings import AuthSettings
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "aos:auth:rl"
+REDIS_RETRY_S = 5.0  # after Redis failed, count in memory this long before trying it again
 T = TypeVar("T")
 
 
@@ -56,14 +58,17 @@ class Limiter:
             self.redis = RedisStorage(settings.redis_url, key_prefix=KEY_PREFIX, wrap_exceptions=True,
                                       socket_timeout=1, socket_connect_timeout=1)
         self._warned_at = -math.inf
+        self._redis_retry_at = -math.inf
         self.rules = {name: Rule(name, tuple(parse_many(spec))) for name, spec in settings.rate_limit_rules().items()}
 
     def _on_storage(self, call: Callable[[Storage], T]) -> T:
-        if self.redis is not None:
+        if self.redis is not None and time.monotonic() >= self._redis_retry_at:
             try:
                 return call(self.redis)
             except StorageError as exc:
                 now = time.monotonic()
+                # Not asked again for a while: a Redis that times out would otherwise cost every login seconds.
+                self._redis_retry_at = now + REDIS_RETRY_S
                 if now - self._warned_at > 60:  # one line a minute, not one per request
                     self._warned_at = now
                     log.warning("rate-limit storage unavailable (%s): counting in this process's memory",
