@@ -156,3 +156,31 @@ def test_a_key_rotation_keeps_old_tokens_valid_and_refresh_signs_with_the_new_ke
     monkeypatch.setattr(keys_module, "utcnow", lambda: utcnow() + timedelta(days=1))
     assert [k["kid"] for k in auth.get("/api/v1/auth/jwks.json").json()["keys"]] == [kids[0]]
     unauthorized(auth.me(body["access_token"]), "Invalid token")
+
+
+def test_two_refreshes_racing_with_one_token_one_wins_and_the_session_is_revoked(auth):
+    import anyio
+    import httpx
+
+    body = session_of(auth)
+
+    async def race() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=auth.app, client=("203.0.113.9", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+            answers: list[httpx.Response] = []
+
+            async def one() -> None:
+                answers.append(await client.post("/api/v1/auth/refresh",
+                                                 json={"refresh_token": body["refresh_token"]}))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(2):
+                    tg.start_soon(one)
+            return answers
+
+    answers = auth.portal.call(race)
+    assert sorted(r.status_code for r in answers) == [200, 401]
+    winner = next(r for r in answers if r.status_code == 200).json()
+    loser = next(r for r in answers if r.status_code == 401).json()
+    assert loser["error"]["message"] == "Refresh token already used; the session is revoked"
+    unauthorized(auth.refresh(winner["refresh_token"]), "Invalid refresh token")
