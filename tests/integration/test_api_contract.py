@@ -46,9 +46,20 @@ def test_register_login_me(api: Api):
     r = api.http.post("/api/v1/auth/token", data={"username": email.upper(), "password": "x" * 256})
     assert r.status_code == 200
     tok = r.json()
-    assert tok["token_type"] == "bearer" and tok["expires_in"] == 3600
+    assert tok["token_type"] == "bearer" and tok["expires_in"] == 900
     me = api.http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {tok['access_token']}"})
     assert me.json() == user
+    assert (me.headers["x-content-type-options"], me.headers["cache-control"]) == ("nosniff", "no-store")
+
+    # A session: the refresh token is exchanged once, then revoked by logout.
+    fresh = api.http.post("/api/v1/auth/refresh", json={"refresh_token": tok["refresh_token"]})
+    assert fresh.status_code == 200 and fresh.json()["refresh_token"] != tok["refresh_token"]
+    me = api.http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
+    assert me.json() == user
+    latest = {"refresh_token": fresh.json()["refresh_token"]}
+    assert api.http.post("/api/v1/auth/logout", json=latest).status_code == 204
+    again = api.http.post("/api/v1/auth/refresh", json=latest)
+    assert again.status_code == 401
 
     # Every character counts: only the 256th differs. Unknown email: the same answer.
     wrong = api.http.post("/api/v1/auth/token", data={"username": email, "password": "x" * 255 + "y"})

@@ -43,10 +43,16 @@ def test_no_secret_reaches_the_logs(api: Api, pg_stack, echo_server):
     run_id = httpx.post(wf["webhook_url"], json={}).json()["execution_id"]
     api.wait_run(user, run_id)
     httpx.post(f"{api.base_url}/hooks/{token}-wrong", json={})  # a 404 is logged too
+    # A session's refresh tokens: refreshed, one reused (the session is revoked), logged out.
+    first = api.http.post("/api/v1/auth/token", data={"username": user["email"], "password": password}).json()
+    second = api.http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
+    assert api.http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}).status_code == 401
+    assert api.http.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]}).status_code == 204
+    refresh_tokens = [first["refresh_token"], second["refresh_token"]]
 
     logs = "\n".join(p.read_text(errors="replace") for p in sorted(pg_stack.log_dir.glob("*.log")))
     assert "POST /hooks/<redacted>" in logs  # the access log ran, with the token masked
     assert "--- Logging error ---" not in logs  # and redaction did not break a formatter
     internal = pg_stack.env.get("AUTOMATEOS_INTERNAL_TOKEN") or (pg_stack.data_dir / "internal-token").read_text()
-    for secret in (token, password, user["token"], internal.strip(), "PRIVATE KEY"):
+    for secret in (token, password, user["token"], internal.strip(), "PRIVATE KEY", *refresh_tokens):
         assert secret not in logs

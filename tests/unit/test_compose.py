@@ -68,7 +68,7 @@ REQUIRED_ENV = {
 # Keys of a service's environment that are the code's business (the rest, e.g. POSTGRES_*, are not).
 APP_ENV_KEY = re.compile(r"^(AUTOMATEOS_\w+|DATABASE_URL|REDIS_URL)$")
 DEPENDS_ON = {
-    "auth": {"postgres": "service_healthy"},
+    "auth": {"postgres": "service_healthy", "redis": "service_healthy"},
     "workflows": {"postgres": "service_healthy", "redis": "service_healthy", "auth": "service_healthy"},
     "ingress": {"redis": "service_healthy", "auth": "service_healthy", "workflows": "service_healthy"},
     "engine": {"redis": "service_healthy", "workflows": "service_healthy"},

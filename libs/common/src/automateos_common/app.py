@@ -11,7 +11,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from .errors import error_body, install_exception_handlers
+from .headers import EnvelopeCORSMiddleware, SecurityHeadersMiddleware
 from .logs import setup_logging
+from .settings import CommonSettings
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
 
 # name -> "ok" | error text. 503 when any check fails.
 HealthCheck = Callable[[FastAPI], Awaitable[dict[str, str]]]
@@ -20,9 +25,10 @@ HealthCheck = Callable[[FastAPI], Awaitable[dict[str, str]]]
 def create_service_app(
     name: str, *, title: str, description: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
-    health: HealthCheck, log_level: str = "INFO", app_class: type[FastAPI] = FastAPI,
+    health: HealthCheck, settings: CommonSettings, app_class: type[FastAPI] = FastAPI, no_store: bool = False,
 ) -> FastAPI:
-    setup_logging(log_level)
+    """`no_store`: `Cache-Control: no-store` on every response (auth: tokens must not be cached)."""
+    setup_logging(settings.log_level)
 
     @asynccontextmanager
     async def frozen_after_start(app: FastAPI) -> AsyncIterator[None]:
@@ -38,6 +44,20 @@ def create_service_app(
         docs_url=f"/api/v1/{name}/docs", openapi_url=f"/api/v1/{name}/openapi.json", redoc_url=None,
     )
     install_exception_handlers(app)
+    origins = settings.cors_allowed_origins()
+    if origins:
+        # No credentials (cookies): the API takes Bearer tokens, which a page sends explicitly.
+        app.add_middleware(EnvelopeCORSMiddleware, allow_origins=origins, allow_methods=CORS_METHODS,
+                           allow_headers=CORS_HEADERS, expose_headers=["Location", "Retry-After"], max_age=600)
+    # Outside Starlette's own stack, so that its 500s (ServerErrorMiddleware) carry the headers too.
+    build_stack = app.build_middleware_stack
+    docs_paths = (f"/api/v1/{name}/docs",)
+
+    def build_middleware_stack() -> Any:
+        return SecurityHeadersMiddleware(build_stack(), hsts_max_age_s=settings.hsts_max_age_s, no_store=no_store,
+                                         docs_paths=docs_paths)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
     async def healthz() -> JSONResponse:
         checks = await health(app)

@@ -2,8 +2,10 @@
 
 Services never see the private key. Keys are fetched from auth, cached by `kid`, and kept
 when auth is unreachable, so a restart of auth with the same key breaks nobody. An unknown
-`kid` triggers at most one refetch per `min_refresh_s` (a flood of forged kids cannot turn
-into a flood of requests to auth).
+`kid` (a rotated key) triggers at most one refetch per `min_refresh_s` (a flood of forged kids
+cannot turn into a flood of requests to auth). A key that a fresh JWKS no longer lists (its
+grace period after a rotation ended) is dropped `retain_s` later: long enough for a rolling
+restart of several auth replicas, short enough that a retired key stops verifying.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 import jwt
@@ -36,14 +38,20 @@ class Principal:
     email: str | None = None
 
 
+class KeySource(Protocol):
+    async def key_for(self, kid: str) -> Any | None: ...
+
+
 class JWKSCache:
     def __init__(self, jwks_url: str, *, min_refresh_s: float = 10.0, max_age_s: float = 3600.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 retain_s: float = 300.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.jwks_url = jwks_url
         self.min_refresh_s = min_refresh_s
         self.max_age_s = max_age_s
+        self.retain_s = retain_s
         self._transport = transport
         self._keys: dict[str, Any] = {}
+        self._omitted: dict[str, float] = {}  # kid -> when a fetched JWKS first lacked it
         self._fetched_at = 0.0
         self._attempted_at = -1e9
         self._lock = asyncio.Lock()
@@ -56,9 +64,14 @@ class JWKSCache:
             if jwk.get("alg") not in (None, ALGORITHM) or jwk.get("use") not in (None, "sig"):
                 continue
             keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk, algorithm=ALGORITHM).key
-        # Keep keys we already trust: a JWKS mid-rotation may briefly omit an old key.
+        now = time.monotonic()
+        # Keep keys we already trust for a while: one auth replica mid-rotation may briefly omit an old key.
+        for kid in self._keys.keys() - keys.keys():
+            self._omitted.setdefault(kid, now)
+        for kid in keys:
+            self._omitted.pop(kid, None)
         self._keys.update(keys)
-        self._fetched_at = time.monotonic()
+        self._fetched_at = now
 
     async def refresh(self) -> None:
         self._attempted_at = time.monotonic()
@@ -73,6 +86,11 @@ class JWKSCache:
 
     async def key_for(self, kid: str) -> Any | None:
         now = time.monotonic()
+        omitted_at = self._omitted.get(kid)
+        if omitted_at is not None and now - omitted_at >= self.retain_s:
+            # Retired by auth: forgotten, so from now on it is an unknown kid (refetched at most once per interval).
+            self._keys.pop(kid, None)
+            del self._omitted[kid]
         stale = now - self._fetched_at > self.max_age_s
         # An unknown kid takes the lock even when no fetch is due: a fetch in flight (the first one
         # after start-up, or one after a rotation) may be about to bring it, so wait for it.
@@ -84,7 +102,7 @@ class JWKSCache:
 
 
 class TokenVerifier:
-    def __init__(self, jwks: JWKSCache, *, issuer: str, audience: str, leeway_s: float = 30.0) -> None:
+    def __init__(self, jwks: KeySource, *, issuer: str, audience: str, leeway_s: float = 30.0) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience

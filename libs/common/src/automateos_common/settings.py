@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -73,10 +74,32 @@ class CommonSettings(BaseSettings):
                     "marker (the run itself keeps the whole value) (AUTOMATEOS_STEP_OUTPUT_MAX_BYTES).",
     )
 
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (scheme://host[:port]) whose browser pages may call the API "
+                    "(CORS); empty: none (AUTOMATEOS_CORS_ORIGINS).",
+    )
+    hsts_max_age_s: int = Field(
+        default=0, ge=0, le=2 * 365 * 86400,
+        description="Strict-Transport-Security max-age on every response; 0: no HSTS header (set it when the "
+                    "API is served over HTTPS) (AUTOMATEOS_HSTS_MAX_AGE_S).",
+    )
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, v: str) -> str:
+        for origin in cors_origin_list(v):
+            if origin == "*" or not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com ('*' is not allowed)")
+        return v
+
+    def cors_allowed_origins(self) -> list[str]:
+        return cors_origin_list(self.cors_origins)
 
     def database_url_for(self, service: str) -> str:
         """The configured URL, or a per-service SQLite file in the data folder."""
@@ -94,6 +117,10 @@ class CommonSettings(BaseSettings):
     def egress_allowlist(self) -> tuple[frozenset[str], tuple[Network, ...]]:
         """(host names, networks) from AUTOMATEOS_EGRESS_ALLOW."""
         return parse_egress_allow(self.egress_allow)
+
+
+def cors_origin_list(raw: str) -> list[str]:
+    return [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
 
 
 def parse_egress_allow(raw: str) -> tuple[frozenset[str], tuple[Network, ...]]:

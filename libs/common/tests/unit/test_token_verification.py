@@ -283,9 +283,41 @@ def test_a_rotated_key_is_picked_up_by_a_refetch(server: JWKSServer, clock: Fake
         Principal(user_id=7, email="ada@example.com"),
     ]
     assert server.fetches == 2
-    # A key we trusted stays trusted while the JWKS omits it (mid-rotation), until the token expires.
+    # A key we trusted stays trusted for a while when the JWKS omits it (a replica mid-rotation).
     assert verify(verifier, sign()) == [Principal(user_id=42, email="ada@example.com")]
     assert server.fetches == 2
+
+
+def test_a_key_the_jwks_no_longer_lists_is_dropped_after_the_retain_time(server: JWKSServer,
+                                                                        clock: FakeClock) -> None:
+    verifier = make_verifier(server.cache(min_refresh_s=10, retain_s=300))
+    old_token = sign()
+    assert verify(verifier, old_token) == [Principal(user_id=42, email="ada@example.com")]
+    server.keys = {"k2": KEY_2}  # the old key's grace period ended at auth
+    clock.now += 10
+    assert verify(verifier, sign(key=KEY_2, kid="k2"))[0] != "Invalid token"  # a refetch: k1 is now omitted
+    assert server.fetches == 2
+    clock.now += 299
+    assert verify(verifier, old_token) == [Principal(user_id=42, email="ada@example.com")]
+    clock.now += 1
+    assert verify(verifier, old_token) == ["Invalid token"]  # forgotten: an unknown kid, refetched once
+    assert server.fetches == 3
+    assert verify(verifier, old_token) == ["Invalid token"]
+    assert server.fetches == 3  # and not again within the interval
+
+
+def test_a_key_listed_again_is_no_longer_due_to_be_dropped(server: JWKSServer, clock: FakeClock) -> None:
+    verifier = make_verifier(server.cache(min_refresh_s=10, max_age_s=60, retain_s=300))
+    assert len(verify(verifier, sign())) == 1
+    server.keys = {"k2": KEY_2}  # one replica mid-rotation omits k1 ...
+    clock.now += 10
+    verify(verifier, sign(key=KEY_2, kid="k2"))
+    server.keys = {"k1": KEY_1, "k2": KEY_2}  # ... the next fetch lists it again
+    clock.now += 61
+    verify(verifier, sign())
+    assert server.fetches == 3
+    clock.now += 1000
+    assert verify(verifier, sign()) == [Principal(user_id=42, email="ada@example.com")]
 
 
 def test_a_rotated_key_waits_for_the_refresh_interval(server: JWKSServer, clock: FakeClock) -> None:

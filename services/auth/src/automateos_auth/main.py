@@ -10,11 +10,12 @@ import anyio
 from fastapi import FastAPI
 
 from automateos_common.app import check_db, create_service_app
-from automateos_common.auth import JWKSCache, TokenVerifier
+from automateos_common.auth import TokenVerifier
 from automateos_common.db import make_engine, migrate
 
 from .api.routes import auth, users
-from .keys import SigningKey
+from .keys import KeyRing
+from .ratelimit import Limiter
 from .settings import AuthSettings, get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,13 +29,12 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         url = settings.database_url_for("auth")
         await anyio.to_thread.run_sync(migrate, url, MIGRATIONS, "alembic_version_auth")  # in a child process
         engine = make_engine(url)
-        key = SigningKey.from_settings(settings)
+        keys = KeyRing(settings)
         app.state.engine = engine
-        app.state.signing_key = key
-        # Auth verifies its own tokens with its own public key: no HTTP round trip to itself.
-        cache = JWKSCache("unused://self", min_refresh_s=1e9, max_age_s=1e12)
-        cache.load(key.jwks())
-        app.state.token_verifier = TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        app.state.key_ring = keys
+        app.state.limiter = Limiter(settings)
+        # Auth verifies its own tokens with its own keys (current and retired): no HTTP round trip to itself.
+        app.state.token_verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         yield
         engine.dispose()
 
@@ -42,8 +42,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         return {"database": await check_db(app)}
 
     app = create_service_app(
-        "auth", title="AutomateOS auth", lifespan=lifespan, health=health, log_level=settings.log_level,
-        description="Register, log in, RS256 access tokens and the JWKS every other service verifies them with.",
+        "auth", title="AutomateOS auth", lifespan=lifespan, health=health, settings=settings, no_store=True,
+        description="Register, log in, sessions (RS256 access tokens, rotating refresh tokens) and the JWKS every "
+                    "other service verifies access tokens with.",
     )
     app.include_router(auth.router)
     app.include_router(users.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, ForeignKey, Integer
 from sqlmodel import Field, SQLModel
 
 from automateos_common.db import service_metadata
@@ -21,5 +21,25 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class RefreshToken(SQLModel, table=True):
+    """One refresh token of a session (a family: the login's token and every token rotated from it).
+
+    Only the token's SHA-256 is stored: the database never holds a usable token."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # hex SHA-256 of the token
+    family_id: str = Field(max_length=32, index=True)
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                          index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Set when the token was exchanged for a new pair: presenting it again is reuse (the family is revoked).
+    spent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Set on the whole family by logout or detected reuse.
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).
-METADATA = service_metadata(User.__table__)  # type: ignore[attr-defined]
+METADATA = service_metadata(User.__table__, RefreshToken.__table__)  # type: ignore[attr-defined]

@@ -29,4 +29,11 @@ class UserPublic(BaseModel):
 class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid for.")
+    refresh_token: str = Field(description="Single use: `POST /api/v1/auth/refresh` exchanges it for a new pair.")
+    refresh_expires_in: int = Field(description="Seconds the refresh token is valid for.")
+
+
+class RefreshRequest(BaseModel):
+    # Ours are 48 characters; the bound keeps a hostile body from being hashed at any length.
+    refresh_token: str = Field(min_length=1, max_length=512)

@@ -32,6 +32,6 @@ def create_app(worker_status: Any = None) -> FastAPI:
         return checks
 
     return create_service_app(
-        "engine", title="AutomateOS engine", lifespan=lifespan, health=health, log_level=settings.log_level,
+        "engine", title="AutomateOS engine", lifespan=lifespan, health=health, settings=settings,
         description="RQ workers that run workflows. This app only reports health.",
     )

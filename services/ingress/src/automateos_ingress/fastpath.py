@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automateos_common.errors import AutomateOSError, error_body
+from automateos_common.headers import security_headers
 
 from .payloads import parse_payload, query_pairs, raw_headers, read_body, trigger_data
 from .settings import get_settings
@@ -36,9 +37,13 @@ _JSON = (b"content-type", b"application/json")
 class WebhookFastPath:
     """ASGI middleware: webhooks answered here, anything else passed to `app`."""
 
-    def __init__(self, app: ASGIApp | None = None, *, max_body: int | None = None) -> None:
+    def __init__(self, app: ASGIApp | None = None, *, max_body: int | None = None,
+                 hsts_max_age_s: int | None = None) -> None:
         self.app = app
         self.max_body = get_settings().max_body_bytes if max_body is None else max_body
+        hsts = get_settings().hsts_max_age_s if hsts_max_age_s is None else hsts_max_age_s
+        # What the app's SecurityHeadersMiddleware adds, computed once: this path bypasses that middleware.
+        self.headers = [_JSON, *security_headers(hsts_max_age_s=hsts)]
 
     @staticmethod
     def takes(scope: Scope) -> bool:
@@ -73,7 +78,7 @@ class WebhookFastPath:
             log.exception("unhandled error in webhook")  # the traceback to the log, never to the client
             status, body, headers = 500, orjson.dumps(error_body("INTERNAL_ERROR", "Internal error")), []
         await send({"type": "http.response.start", "status": status,
-                    "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers]})
+                    "headers": [*self.headers, (b"content-length", str(len(body)).encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
 
     async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

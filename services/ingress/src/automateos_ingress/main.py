@@ -58,7 +58,7 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
         return {"redis": await check_redis(app)}
 
     app = create_service_app(
-        "ingress", title="AutomateOS ingress", lifespan=lifespan, health=health, log_level=settings.log_level,
+        "ingress", title="AutomateOS ingress", lifespan=lifespan, health=health, settings=settings,
         description="Accepts webhooks and manual runs: the job is in Redis before the 202 is sent.",
         app_class=IngressApp,
     )
@@ -66,5 +66,5 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
     # /hooks/{token} without FastAPI's per-request machinery (the route above stays for OpenAPI and the rest).
     if fast_webhooks:
         assert isinstance(app, IngressApp)
-        app.fast_webhooks = WebhookFastPath(max_body=settings.max_body_bytes)
+        app.fast_webhooks = WebhookFastPath(max_body=settings.max_body_bytes, hsts_max_age_s=settings.hsts_max_age_s)
     return app

@@ -22,6 +22,8 @@ from automateos_ingress.settings import IngressSettings, get_settings
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 LIMIT = 64  # max body bytes, small to test the 413
+SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "content-security-policy", "referrer-policy",
+                    "cross-origin-resource-policy", "strict-transport-security")
 
 
 @pytest.fixture
@@ -34,7 +36,8 @@ def apps(redis_client, monkeypatch, tmp_path):
     kw = redis_client.connection_pool.connection_kwargs
     url = f"redis://{kw['host']}:{kw['port']}/{kw['db']}"
     env = {"REDIS_URL": url, "AUTOMATEOS_MAX_BODY_BYTES": str(LIMIT), "AUTOMATEOS_DATA_DIR": str(tmp_path),
-           "AUTOMATEOS_QUEUE_NAME": "fastpath-test", "AUTOMATEOS_WORKFLOWS_URL": "http://127.0.0.1:9"}
+           "AUTOMATEOS_QUEUE_NAME": "fastpath-test", "AUTOMATEOS_WORKFLOWS_URL": "http://127.0.0.1:9",
+           "AUTOMATEOS_HSTS_MAX_AGE_S": "31536000"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()
@@ -81,8 +84,10 @@ async def test_fast_path_and_fastapi_route_answer_alike(apps, redis_client, name
     answers = [await _call(app, CASES[name]) for app in (fast, plain)]
     a, b = answers
     assert a.status_code == b.status_code, (a.text, b.text)
-    for header in ("content-type", "allow", "retry-after"):
+    for header in ("content-type", "allow", "retry-after", *SECURITY_HEADERS):
         assert a.headers.get(header) == b.headers.get(header), header
+    for header in SECURITY_HEADERS:  # present, not merely equally absent
+        assert header in a.headers, header
     if a.status_code != 202:
         assert a.content == b.content
         return

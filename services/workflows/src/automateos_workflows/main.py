@@ -70,7 +70,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
         return {"database": await check_db(app), "redis": await check_redis(app)}
 
     app = create_service_app(
-        "workflows", title="AutomateOS workflows", lifespan=lifespan, health=health, log_level=settings.log_level,
+        "workflows", title="AutomateOS workflows", lifespan=lifespan, health=health, settings=settings,
         description="Workflow CRUD, definition validation and run history.",
     )
     app.include_router(workflows.router)

@@ -15,11 +15,13 @@ from contextlib import asynccontextmanager
 import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from automateos_common.app import health_response
+from automateos_common.headers import SecurityHeadersMiddleware
 from automateos_common.logs import setup_logging
 
 # (regex on the path, upstream service). First match wins; order matters.
@@ -56,6 +58,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+# The landing page's inline style; nothing else may load, and it may not be framed.
+LANDING_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>AutomateOS</title></head>
 <body style="font-family: system-ui; max-width: 40rem; margin: 3rem auto">
 <h1>AutomateOS</h1><p>The API is up. The web UI is not built yet; drive it from the API:</p>
@@ -97,7 +101,7 @@ def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
         svc = route(request.url.path)
         if svc is None:
             if request.url.path in ("/", "/index.html") and request.method in ("GET", "HEAD"):
-                return HTMLResponse(LANDING)
+                return HTMLResponse(LANDING, headers={"Content-Security-Policy": LANDING_CSP})
             return _error(404, "NOT_FOUND", "Not found")
         client = client_holder["c"]
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
@@ -124,7 +128,10 @@ def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
         return out
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    # The gateway's own answers (landing page, 404, 502, 504) get the services' security headers; proxied
+    # answers already carry them and are left as they are.
+    hsts = int(os.environ.get("AUTOMATEOS_HSTS_MAX_AGE_S", "0") or 0)
     return Starlette(
         routes=[Route("/healthz", healthz, methods=["GET"]), Route("/{path:path}", proxy, methods=methods)],
-        lifespan=lifespan,
+        lifespan=lifespan, middleware=[Middleware(SecurityHeadersMiddleware, hsts_max_age_s=hsts)],
     )

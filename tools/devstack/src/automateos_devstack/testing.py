@@ -183,6 +183,9 @@ def start_stack(tmp: Path, *, redis_url: str, database_url: str | None, extra_en
         # Node HTTP calls may reach the local echo server (127.0.0.1 only; 127.0.0.2 stays refused).
         "AUTOMATEOS_EGRESS_ALLOW": "127.0.0.1",
         "AUTOMATEOS_LOG_LEVEL": "INFO",
+        # Every test's users come from 127.0.0.1: limits that tests never reach (they still count, in Redis).
+        **{f"AUTOMATEOS_RATE_LIMIT_{rule}": "10000/minute" for rule in (
+            "REGISTER_IP", "REGISTER_EMAIL", "TOKEN_IP", "TOKEN_ACCOUNT", "REFRESH_IP", "REFRESH_ACCOUNT")},
         **(extra_env or {}),
     }
     if database_url:

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from services.auth.tests.factories import AuthClient, auth_settings, running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'auth.db'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def make_auth(tmp_path, db_url, redis_client):
+    """make_auth(**settings) -> a running AuthClient on SQLite/PostgreSQL and the test's Redis database."""
+    stack: list[Iterator[AuthClient]] = []
+
+    def make(**overrides: object) -> AuthClient:
+        gen = running(auth_settings(tmp_path, db_url, redis_client, **overrides))
+        stack.append(gen)
+        return next(gen)
+
+    yield make
+    for gen in reversed(stack):
+        next(gen, None)
+
+
+@pytest.fixture
+def auth(make_auth) -> AuthClient:
+    return make_auth()
