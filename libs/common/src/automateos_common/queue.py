@@ -10,9 +10,9 @@ they all carry the same function, serializer and options.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
-import uuid
 import zlib
 from datetime import datetime, timezone
 from typing import Any
@@ -60,7 +60,21 @@ def new_execution_id() -> str:
         _last_v7 = candidate
     ms_part, rand_a, rand_b = candidate >> 74, (candidate >> 62) & 0xFFF, candidate & ((1 << 62) - 1)
     value = (ms_part << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # str(uuid.UUID(int=value)), without its checks (half the cost)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def zlib_stored(data: bytes) -> bytes:
+    """`zlib.compress(data, 0)`: a zlib stream of one stored (uncompressed) block, built directly.
+
+    RQ keeps a job's call data zlib-compressed and inflates it when it reads the job. Setting up a
+    deflate stream costs ~25-130 µs on this machine (zlib allocates and clears its window), about a
+    tenth of everything else a webhook costs the ingress, for ~100 bytes that do not shrink; the same
+    bytes built here cost ~1 µs, and any zlib reader (RQ's `zlib.decompress`) reads them."""
+    if len(data) > 4096:
+        return zlib.compress(data, 0)  # zlib may cut a longer one into several blocks: leave it to zlib
+    size = len(data)
+    return b"\x78\x01\x01" + struct.pack("<HH", size, size ^ 0xFFFF) + data + struct.pack(">I", zlib.adler32(data))
 
 
 def enqueue_run(queue: Queue, run_id: str, *, job_id: str | None = None, at_front: bool = False,
@@ -156,7 +170,7 @@ class JobTemplate:
                 if how == "now":
                     new[i] = stamp
                 elif how == "data":
-                    new[i] = zlib.compress(raw_id.join(parts))
+                    new[i] = zlib_stored(raw_id.join(parts))
                 else:
                     new[i] = job_id.join(parts)
             out.append((tuple(new), opts))
