@@ -6,13 +6,6 @@ import pytest
 from services.auth.tests.factories import AuthClient, auth_settings, running
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'auth.db'}"
-    return request.getfixturevalue("pg_database")
-
-
 @pytest.fixture
 def make_auth(tmp_path, db_url, redis_client):
     """make_auth(**settings) -> a running AuthClient on SQLite/PostgreSQL and the test's Redis database."""

@@ -13,13 +13,6 @@ from automateos_workflows.main import MIGRATIONS, create_app
 from automateos_workflows.settings import WorkflowsSettings, get_settings
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'workflows.db'}"
-    return request.getfixturevalue("pg_database")
-
-
 @pytest.fixture
 def db_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)

@@ -94,6 +94,15 @@ def redis_client(redis_server: Server) -> Iterator[Redis]:
         client.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A service's database URL, once on SQLite (a file of the test's own) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
 @pytest.fixture
 def pg_database(postgres_server: Server) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
