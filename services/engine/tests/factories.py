@@ -13,9 +13,9 @@ from automateos_common import catalog
 from automateos_common.nodes.registry import NodeRegistry, build_registry
 from automateos_common.queue import accept_run, make_queue
 from automateos_common.runs import RunState
+from automateos_engine.credentials import CredentialSource
 from automateos_engine.definitions import DefinitionSource
 from automateos_engine.driver import EngineConfig
-from automateos_engine.credentials import CredentialSource
 from automateos_engine.executor import Runtime
 
 

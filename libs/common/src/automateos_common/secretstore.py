@@ -31,9 +31,8 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings
 
-from .settings import read_or_create_file
+from .settings import CommonSettings, read_or_create_file
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -199,7 +198,7 @@ class DatabaseSecretStore:
         return self.keyring.rewrap(ref.reference, binding(ref.owner_id, ref.credential_id))
 
 
-class SecretSettings(BaseSettings):
+class SecretSettings(CommonSettings):
     """Master keys and the store, for the services that seal (workflows) or open (engine) values."""
 
     secret_store: Literal["database"] = Field(

@@ -119,3 +119,13 @@ def test_settings_order_and_dev_key(tmp_path) -> None:
     dev = SecretSettings().keyring(tmp_path / "data")
     assert (tmp_path / "data" / "master-key").stat().st_mode & 0o777 == 0o600
     assert SecretSettings().keyring(tmp_path / "data").primary == dev.primary  # generated once, then read
+
+
+def test_keys_come_from_the_environment(tmp_path, monkeypatch) -> None:
+    a, b = new_master_key_text(), new_master_key_text()
+    monkeypatch.setenv("AUTOMATEOS_MASTER_KEY", a)
+    assert SecretSettings().keyring(tmp_path).primary.key == parse_master_key(a).key
+    monkeypatch.setenv("AUTOMATEOS_MASTER_KEYS", f"{b},{a}")
+    assert [k.key for k in SecretSettings().keyring(tmp_path).keys] == [parse_master_key(b).key,
+                                                                       parse_master_key(a).key]
+    assert not (tmp_path / "master-key").exists()  # configured keys: no dev key generated
