@@ -18,7 +18,9 @@ REDACTED = "<redacted>"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 HINT_MIN_LENGTH = 12  # shorter values get no hint: 4 characters of 8 would be half the value
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")]
-SecretText = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+# No control characters: values go into header lines (a CR/LF would split one), and httpx's error for
+# an invalid header value quotes it.
+SecretText = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # Names the user may reference a credential by in a node's config: its id, or its name.
 CredentialRef = int | Annotated[str, StringConstraints(min_length=1, max_length=100)]
 

@@ -64,6 +64,7 @@ def test_every_type_shows_its_public_fields_only(service: ServiceClient, type_, 
 @pytest.mark.parametrize(("type_", "data", "field"), [
     ("bearer", {}, "data.token"),
     ("bearer", {"token": TOKEN, "extra": 1}, "data.extra"),
+    ("bearer", {"token": TOKEN + "\r\nX-Injected: 1"}, "data.token"),
     ("basic", {"username": "a:b", "password": "p"}, "data.username"),
     ("header", {"name": "bad header", "value": "v"}, "data.name"),
     ("api_key", {"key": "k", "location": "cookie"}, "data.location"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from datetime import timezone
@@ -124,8 +125,9 @@ def _seconds(value: float) -> str:
     return f"{value:.3g}s" if value < 1 else f"{value:g}s"
 
 
-# oauth2_client access tokens, by (credential id, version): a new value (version) fetches a new token.
-_TOKENS: dict[tuple[int, int], tuple[str, float]] = {}
+# oauth2_client access tokens, by credential id and a digest of its fields: a new value fetches a new token,
+# and an id SQLite gives again to another owner's credential never finds the old one's token.
+_TOKENS: dict[tuple[int, bytes], tuple[str, float]] = {}
 _TOKENS_LOCK = threading.Lock()
 TOKEN_EXPIRY_MARGIN_S = 30.0
 
@@ -133,7 +135,7 @@ TOKEN_EXPIRY_MARGIN_S = 30.0
 def client_credentials_token(ctx: NodeContext, cred: OpenedCredential) -> str:
     """An access token from the credential's token URL (OAuth 2.0 client-credentials grant), cached until
     shortly before it expires."""
-    key = (cred.id, cred.version)
+    key = (cred.id, hashlib.sha256(orjson.dumps(cred.fields, option=orjson.OPT_SORT_KEYS)).digest())
     with _TOKENS_LOCK:
         cached = _TOKENS.get(key)
         if cached is not None and cached[1] > time.monotonic():
