@@ -3,6 +3,8 @@
 #   .env                                 from deploy/env.example, mode 600, with random
 #                                        AUTOMATEOS_INTERNAL_TOKEN and POSTGRES_PASSWORD
 #   deploy/secrets/auth-signing-key.pem  the auth service's RSA signing key (compose secret)
+#   deploy/secrets/master-key            the credentials' master key, base64 of 32 random bytes
+#                                        (compose secret of workflows and engine)
 #
 # Idempotent: an existing secret is never replaced. Running it again only fills what is missing:
 # variables added to env.example since, secrets left empty in .env, a missing key file.
@@ -16,6 +18,7 @@ example=$deploy_dir/env.example
 env_file=$root_dir/.env
 secrets_dir=$deploy_dir/secrets
 key_file=$secrets_dir/auth-signing-key.pem
+master_key_file=$secrets_dir/master-key
 secret_vars=(AUTOMATEOS_INTERNAL_TOKEN POSTGRES_PASSWORD)
 
 say() { printf 'make-secrets: %s\n' "$*"; }
@@ -140,3 +143,21 @@ fi
 # container's unprivileged user (uid 10001), which does not own it: compose bind-mounts file
 # secrets with their host owner and mode.
 chmod 644 "$key_file"
+
+# ---- the credentials' master key ----------------------------------------------------------------
+if [[ -s $master_key_file ]]; then
+    say "kept the existing master key ${master_key_file#"$root_dir"/}"
+else
+    mk_tmp=$(mktemp "$secrets_dir/.mk.XXXXXX")
+    trap 'rm -f "$tmp" "$mk_tmp"' EXIT
+    if command -v openssl >/dev/null 2>&1; then
+        openssl rand -base64 32 >"$mk_tmp"
+    elif command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$mk_tmp"
+    else
+        die "need openssl or python3 to create the master key"
+    fi
+    mv "$mk_tmp" "$master_key_file"
+    say "generated the credentials' master key ${master_key_file#"$root_dir"/} (losing it loses every credential)"
+fi
+chmod 644 "$master_key_file"  # as the signing key: read by the containers' user through the bind mount

@@ -60,10 +60,10 @@ COMMANDS = {
 REQUIRED_ENV = {
     "auth": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "DATABASE_URL", "AUTOMATEOS_AUTH_PRIVATE_KEY_FILE"},
     "workflows": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "DATABASE_URL", "AUTOMATEOS_AUTH_URL",
-                  "AUTOMATEOS_PUBLIC_URL"},
+                  "AUTOMATEOS_PUBLIC_URL", "AUTOMATEOS_MASTER_KEY_FILE"},
     "ingress": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_AUTH_URL", "AUTOMATEOS_WORKFLOWS_URL"},
     "engine": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_WORKFLOWS_URL",
-               "AUTOMATEOS_ENGINE_WORKERS", "AUTOMATEOS_EGRESS_ALLOW"},
+               "AUTOMATEOS_ENGINE_WORKERS", "AUTOMATEOS_EGRESS_ALLOW", "AUTOMATEOS_MASTER_KEY_FILE"},
 }
 # Keys of a service's environment that are the code's business (the rest, e.g. POSTGRES_*, are not).
 APP_ENV_KEY = re.compile(r"^(AUTOMATEOS_\w+|DATABASE_URL|REDIS_URL)$")
@@ -252,11 +252,21 @@ def test_auth_signing_key_is_a_compose_secret(compose: dict[str, Any]) -> None:
     assert auth["secrets"] == ["auth_signing_key"]
     assert environment(compose, "auth")["AUTOMATEOS_AUTH_PRIVATE_KEY_FILE"] == "/run/secrets/auth_signing_key"
     for name in ALL_SERVICES - {"auth"}:
-        assert "secrets" not in service(compose, name), f"{name} does not need the signing key"
+        assert "auth_signing_key" not in service(compose, name).get("secrets", []), f"{name} does not need it"
     # The key stays out of git, and make-secrets.sh writes it where compose looks for it.
     assert (DEPLOY / "secrets" / ".gitignore").read_text().split() == ["*", "!.gitignore"]
     assert "$deploy_dir/secrets" in MAKE_SECRETS.read_text()
     assert "auth-signing-key.pem" in MAKE_SECRETS.read_text()
+
+
+def test_credentials_master_key_is_a_compose_secret_of_workflows_and_engine(compose: dict[str, Any]) -> None:
+    assert compose["secrets"]["master_key"] == {"file": "./deploy/secrets/master-key"}
+    for name in ALL_SERVICES:
+        holds = "master_key" in service(compose, name).get("secrets", [])
+        assert holds == (name in ("workflows", "engine")), name
+        if holds:
+            assert environment(compose, name)["AUTOMATEOS_MASTER_KEY_FILE"] == "/run/secrets/master_key"
+    assert "master-key" in MAKE_SECRETS.read_text()
 
 
 def test_gateway_publishes_8000_and_mounts_nginx_conf(compose: dict[str, Any]) -> None:

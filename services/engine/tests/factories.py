@@ -13,6 +13,7 @@ from automateos_common import catalog
 from automateos_common.nodes.registry import NodeRegistry, build_registry
 from automateos_common.queue import accept_run, make_queue
 from automateos_common.runs import RunState
+from automateos_engine.credentials import CredentialSource
 from automateos_engine.definitions import DefinitionSource
 from automateos_engine.driver import EngineConfig
 from automateos_engine.executor import Runtime
@@ -46,9 +47,9 @@ def echo_handler(calls: list[httpx.Request], status: int = 200) -> Callable[[htt
 
 def runtime(redis: Redis, handler: Callable[[httpx.Request], httpx.Response], *,
             registry: NodeRegistry | None = None, workflows_client: httpx.Client | None = None,
-            config: EngineConfig | None = None) -> Runtime:
+            config: EngineConfig | None = None, credentials: CredentialSource | None = None) -> Runtime:
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return Runtime(
+    return Runtime(credentials=credentials,
         redis=redis, registry=registry or build_registry(entry_points_group=None),
         definitions=DefinitionSource(redis, "http://workflows.test", "secret", client=workflows_client),
         http_client=lambda: client, config=config or EngineConfig(heartbeat_s=0.05),

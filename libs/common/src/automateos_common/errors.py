@@ -7,7 +7,9 @@
     ├── NotFoundError                    404 NOT_FOUND
     ├── MethodNotAllowedError            405 METHOD_NOT_ALLOWED
     ├── ConflictError                    409 CONFLICT
-    │   └── EmailTakenError              409 EMAIL_TAKEN
+    │   ├── EmailTakenError              409 EMAIL_TAKEN
+    │   ├── CredentialNameTakenError     409 CREDENTIAL_NAME_TAKEN
+    │   └── CredentialInUseError         409 CREDENTIAL_IN_USE  (details.workflows lists the users)
     ├── PayloadTooLargeError             413 PAYLOAD_TOO_LARGE
     ├── RateLimitedError                 429 RATE_LIMITED
     └── ServiceUnavailableError          503 SERVICE_UNAVAILABLE
@@ -97,6 +99,16 @@ class ConflictError(AutomateOSError):
 class EmailTakenError(ConflictError):
     code = "EMAIL_TAKEN"
     default_message = "This email is already registered"
+
+
+class CredentialNameTakenError(ConflictError):
+    code = "CREDENTIAL_NAME_TAKEN"
+    default_message = "You already have a credential with this name"
+
+
+class CredentialInUseError(ConflictError):
+    code = "CREDENTIAL_IN_USE"
+    default_message = "Workflows use this credential"
 
 
 class PayloadTooLargeError(AutomateOSError):

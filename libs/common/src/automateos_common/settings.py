@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -138,12 +139,17 @@ def parse_egress_allow(raw: str) -> tuple[frozenset[str], tuple[Network, ...]]:
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     """Read a secret file, creating it (mode 0600, atomically) when it does not exist yet."""
+    return read_or_create_file(path, lambda: secrets.token_urlsafe(nbytes))
+
+
+def read_or_create_file(path: Path, make: Callable[[], str]) -> str:
+    """Read a secret file, creating it with `make()` (mode 0600, atomically) when it does not exist yet."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
+    value = make()
     try:
         # O_EXCL: when several services start at once, exactly one writes the file.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -349,7 +349,7 @@ def test_config_defaults() -> None:
     assert str(config.url) == URL
     assert config.model_dump(exclude={"url"}) == {
         "method": "GET", "headers": {}, "query": {}, "body": None, "body_type": "auto", "timeout": 30.0,
-        "follow_redirects": True, "fail_on_status": False, "idempotency_key": False,
+        "follow_redirects": True, "fail_on_status": False, "credential": None, "idempotency_key": False,
     }
 
 
@@ -554,3 +554,44 @@ def test_idempotency_key_config_errors(value: Any) -> None:
                                                ("X-Req-1", "X-Req-1")])
 def test_idempotency_key_config(value: Any, parsed: Any) -> None:
     assert HttpRequestConfig.model_validate({"url": URL, "idempotency_key": value}).idempotency_key == parsed
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+SECRET = "sk_live_0123456789abcdef"
+
+
+def opened(type_: str, **fields: Any) -> Callable[[int | str], Any]:
+    from automateos_common.credentials import OpenedCredential
+
+    def lookup(ref: int | str) -> OpenedCredential:
+        assert ref in ("svc", 5)
+        return OpenedCredential(id=5, name="svc", type=type_, fields=fields)
+
+    return lookup
+
+
+def test_a_credential_header_replaces_a_configured_one_of_any_case() -> None:
+    recorder = Recorder()
+    run({"url": URL, "headers": {"authorization": "Bearer other", "X-Keep": "1"}, "credential": "svc"}, recorder,
+        credentials=opened("bearer", token=SECRET))
+    assert recorder.only.headers.get_list("authorization") == [f"Bearer {SECRET}"]
+    assert recorder.only.headers["x-keep"] == "1"
+
+
+def test_a_digit_string_reference_is_an_id() -> None:
+    recorder = Recorder()
+    run({"url": URL, "credential": "5"}, recorder, credentials=opened("header", name="X-Key", value=SECRET))
+    assert recorder.only.headers["x-key"] == SECRET
+
+
+def test_the_secret_is_cut_out_of_errors_and_echoed_output() -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"refused for {request.url}")
+
+    err = failure({"url": URL, "credential": "svc"}, boom,
+                  credentials=opened("api_key", key=SECRET, location="query", name="key"))
+    assert SECRET not in err.message and "<redacted>" in err.message
+    out = run({"url": URL, "credential": "svc"}, Recorder(lambda r: httpx.Response(200, text=str(r.url))),
+              credentials=opened("api_key", key=SECRET, location="query", name="key"))
+    assert out["body"] == f"{URL}?key=<redacted>"

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from automateos_common import catalog
 from automateos_common.catalog import CatalogEntry
 from automateos_common.control import CANCELLED_MESSAGE
-from automateos_common.errors import ValidationError
+from automateos_common.errors import NodeExecutionError, ValidationError
 from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
 from automateos_common.jsonutil import dumps, utcnow
 from automateos_common.lease import Leases
@@ -37,6 +37,7 @@ from automateos_common.nodes.definition import Plan, validate_definition
 from automateos_common.nodes.registry import NodeRegistry
 from automateos_common.runs import RunState, RunStatus, RunStore, StepState, StepStatus
 
+from .credentials import CredentialSource
 from .definitions import DefinitionSource
 from .driver import EngineConfig, RunDriver, Stop
 
@@ -64,6 +65,7 @@ class Runtime:
     http_client: Callable[[], httpx.Client]
     config: EngineConfig = field(default_factory=EngineConfig)
     lean: LeanRedis | RedisPyCommands | None = None
+    credentials: CredentialSource | None = None  # None: nodes that name a credential fail their step
 
     def __post_init__(self) -> None:
         if self.lean is None:
@@ -303,9 +305,14 @@ class Executor:
             self._save(run, steps, order=order, result=result, definition=definition, clear_control=clear_control,
                        release=(token, due, released) if release else None)
 
+        def credential(ref: int | str) -> Any:
+            if self.rt.credentials is None:
+                raise NodeExecutionError("this engine has no credential source configured")
+            return self.rt.credentials.open(run.owner_id, ref)
+
         def node_context(**kwargs: Any) -> NodeContext:
             return NodeContext(execution_id=run.id, workflow_id=run.workflow_id, trigger=run.trigger_data,
-                               http_client=self.rt.http_client, **kwargs)
+                               http_client=self.rt.http_client, credentials=credential, **kwargs)
 
         driver = RunDriver(run=run, plan=plan, config=self.cfg, persist=persist, node_context=node_context,
                            control=keeper.state)

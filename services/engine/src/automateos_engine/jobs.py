@@ -12,6 +12,7 @@ from rq import get_current_job
 from automateos_common.nodes.egress import EgressPolicy, guarded_client
 from automateos_common.nodes.registry import default_registry
 
+from .credentials import CredentialSource
 from .definitions import DefinitionSource
 from .executor import Executor, Runtime
 from .settings import get_settings
@@ -30,7 +31,15 @@ def build_runtime(redis: Redis) -> Runtime:
         definitions=DefinitionSource(redis, settings.workflows_url, settings.internal_secret()),
         http_client=lambda: _http_client(os.getpid()),
         config=settings.engine_config(),
+        credentials=_credentials(),
     )
+
+
+@lru_cache(maxsize=1)
+def _credentials() -> CredentialSource:
+    settings = get_settings()
+    return CredentialSource(settings.workflows_url, settings.internal_secret(),
+                            settings.make_secret_store(settings.data_dir))
 
 
 def run_execution(execution_id: str) -> None:

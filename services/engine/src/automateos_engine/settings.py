@@ -5,13 +5,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from automateos_common.settings import CommonSettings
+from automateos_common.secretstore import SecretSettings
 
 if TYPE_CHECKING:  # the supervisor reads these settings without importing the engine itself
     from .driver import EngineConfig
 
 
-class EngineSettings(CommonSettings):
+class EngineSettings(SecretSettings):
     worker_class: Literal["fork", "simple"] = Field(
         default="simple",
         description="simple: jobs run in the worker process (fast; a worker that dies is restarted and its run "

@@ -17,7 +17,7 @@ from automateos_common.db import make_engine, migrate
 from automateos_common.nodes.registry import default_registry
 from automateos_common.queue import make_queue
 
-from .api.routes import internal, logs, node_types, workflows
+from .api.routes import credentials, internal, logs, node_types, workflows
 from .publisher import Publisher
 from .recorder import Recorder
 from .settings import WorkflowsSettings, get_settings
@@ -40,6 +40,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
         app.state.queue = make_queue(redis, settings.queue_name)  # replays and resumes put jobs here
         app.state.registry = default_registry()
         app.state.internal_secret = settings.internal_secret()
+        app.state.secret_store = settings.make_secret_store(settings.data_dir)  # seals values; never opens them
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
@@ -71,9 +72,10 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
 
     app = create_service_app(
         "workflows", title="AutomateOS workflows", lifespan=lifespan, health=health, settings=settings,
-        description="Workflow CRUD, definition validation and run history.",
+        description="Workflow CRUD, definition validation, run history and credentials.",
     )
     app.include_router(workflows.router)
+    app.include_router(credentials.router)
     app.include_router(logs.router)
     app.include_router(node_types.router)
     app.include_router(internal.router)

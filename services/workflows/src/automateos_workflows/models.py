@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Index, String, Text, false
+from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -92,5 +92,24 @@ class ExecutionStep(SQLModel, table=True):
     stopped: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
+class Credential(SQLModel, table=True):
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_credentials_owner_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(index=True)
+    name: str = Field(max_length=100)
+    type: str = Field(max_length=32)
+    # The type's non-secret fields (header name, username, token URL ...), shown as they are.
+    public: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    # The SecretStore's reference to the secret fields: for the database store, the sealed envelope itself.
+    secret_ref: str = Field(sa_column=Column(Text, nullable=False))
+    hint: str | None = Field(default=None, max_length=16)  # "****abcd", or none for a short value
+    version: int = Field(default=1)  # +1 on every change of the value: the engine's cache key
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).
-METADATA = service_metadata(Workflow.__table__, Execution.__table__, ExecutionStep.__table__)  # type: ignore[attr-defined]
+_TABLES = (Workflow.__table__, Execution.__table__, ExecutionStep.__table__, Credential.__table__)  # type: ignore[attr-defined]
+METADATA = service_metadata(*_TABLES)

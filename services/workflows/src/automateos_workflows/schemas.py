@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
+from automateos_common.credentials import NAME_RE, CredentialType
 from automateos_common.jsonutil import isoformat
 
 
@@ -142,3 +143,49 @@ class NodeTypePublic(BaseModel):
     title: str
     description: str
     config_schema: dict[str, Any]
+
+
+# ----------------------------------------------------------------- credentials (issue 5)
+
+CredentialName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
+
+
+class CredentialCreate(BaseModel):
+    """`data` is checked against the type's own schema (automateos_common.credentials)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CredentialName = Field(description="Unique per owner; letters, digits, '_', '.', '-', starting with a "
+                                             "letter (a node may reference it by this name).")
+    type: CredentialType
+    data: dict[str, Any] = Field(description="The type's fields, secret ones included (write-only).")
+
+
+class CredentialUpdate(BaseModel):
+    """PUT/PATCH: fields left out keep their value; `data` replaces the whole value (every field of the type)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CredentialName | None = None
+    data: dict[str, Any] | None = None
+
+
+class WorkflowRef(BaseModel):
+    id: int
+    name: str
+
+
+class CredentialPublic(_Timestamps):
+    id: int
+    name: str
+    type: CredentialType
+    fields: dict[str, Any] = Field(description="The type's non-secret fields.")
+    hint: str | None = Field(description="`****` and the value's last 4 characters; null for a short value.")
+    used_by: list[WorkflowRef] = Field(description="The owner's workflows whose definition references it.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class CredentialsPublic(BaseModel):
+    items: list[CredentialPublic]
+    total: int

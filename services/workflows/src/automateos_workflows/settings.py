@@ -4,10 +4,10 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from automateos_common.settings import CommonSettings
+from automateos_common.secretstore import SecretSettings
 
 
-class WorkflowsSettings(CommonSettings):
+class WorkflowsSettings(SecretSettings):
     catalog_resync_s: float = Field(default=300.0, gt=0, description="Full rebuild of the Redis catalog, every N s.")
     recorder_batch: int = Field(default=500, ge=1, le=10000, description="Run events the recorder takes per batch.")
     recorder_linger_ms: int = Field(

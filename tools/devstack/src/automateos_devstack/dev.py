@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         base = stack.gateway_url
         print(f"""
   AutomateOS is running at {base}
-    data folder  {data_dir}   (SQLite files, signing key, Redis append-only file)
+    data folder  {data_dir}   (SQLite files, signing key, credentials master key, Redis append-only file)
     Redis        {redis_url}{"  (embedded)" if redis else ""}
     Swagger      {base}/api/v1/auth/docs
                  {base}/api/v1/workflows/docs

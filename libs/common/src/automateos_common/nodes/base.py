@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 
+from ..credentials import OpenedCredential
 from .templates import has_template
 
 T = TypeVar("T")
@@ -98,6 +99,8 @@ class NodeContext:
     iteration: int | None = None  # inside a loop's body: the item's index
     deadline: float | None = None  # time.monotonic() by which the attempt must end (node timeout)
     retry_on: frozenset[str] = frozenset()  # the error kinds this step's retry policy retries
+    # The run owner's credentials by id or name, opened in the engine (NodeExecutionError when missing).
+    credentials: Callable[[int | str], OpenedCredential] | None = None
 
     @property
     def step_key(self) -> str:
@@ -113,6 +116,12 @@ class NodeContext:
         if self.deadline is None:
             return default
         return max(0.001, min(default, self.deadline - time.monotonic()))
+
+    def credential(self, ref: int | str) -> OpenedCredential:
+        """The run owner's credential, its current value in clear: keep it out of outputs and errors."""
+        if self.credentials is None:
+            raise RuntimeError("this context has no credentials")
+        return self.credentials(ref)
 
     def http(self) -> httpx.Client:
         """An HTTP client whose connections pass the egress guard."""

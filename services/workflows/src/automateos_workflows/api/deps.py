@@ -12,6 +12,7 @@ from sqlmodel import Session
 from automateos_common.control import RunControl
 from automateos_common.db import get_session
 from automateos_common.nodes.registry import NodeRegistry
+from automateos_common.secretstore import SecretStore
 
 from ..publisher import Publisher
 from ..settings import WorkflowsSettings, get_settings
@@ -41,6 +42,11 @@ def get_registry(request: Request) -> NodeRegistry:
     return registry
 
 
+def get_secret_store(request: Request) -> SecretStore:
+    store: SecretStore = request.app.state.secret_store
+    return store
+
+
 class Page:
     def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> None:
         self.limit = limit
@@ -55,3 +61,4 @@ RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 ControlDep = Annotated[RunControl, Depends(get_control)]
 PageDep = Annotated[Page, Depends()]
+SecretStoreDep = Annotated[SecretStore, Depends(get_secret_store)]

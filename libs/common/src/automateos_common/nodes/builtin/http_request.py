@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import threading
 import time
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -12,6 +14,7 @@ import httpx
 import orjson
 from pydantic import Field, HttpUrl, StringConstraints
 
+from ...credentials import CredentialRef, OpenedCredential, apply, parse_ref, redact
 from ...errors import NodeExecutionError
 from ...jsonutil import utcnow
 from ..base import Node, NodeConfig, NodeContext, Templated, Text
@@ -39,6 +42,11 @@ class HttpRequestConfig(NodeConfig):
         default=False,
         description="Fail the step on a 4xx/5xx answer. Without it, a 5xx or 429 still fails the step when the "
                     "node's retry policy retries that kind of error (so that it is tried again).",
+    )
+    credential: CredentialRef | None = Field(
+        default=None,
+        description="A credential of the workflow's owner, by id or name (never a value): its header, bearer "
+                    "token, basic auth or API key is added to the request; its value never reaches the run history.",
     )
     idempotency_key: bool | HeaderName = Field(
         default=False,
@@ -117,6 +125,73 @@ def _seconds(value: float) -> str:
     return f"{value:.3g}s" if value < 1 else f"{value:g}s"
 
 
+# oauth2_client access tokens, by credential id and a digest of its fields: a new value fetches a new token,
+# and an id SQLite gives again to another owner's credential never finds the old one's token.
+_TOKENS: dict[tuple[int, bytes], tuple[str, float]] = {}
+_TOKENS_LOCK = threading.Lock()
+TOKEN_EXPIRY_MARGIN_S = 30.0
+
+
+def client_credentials_token(ctx: NodeContext, cred: OpenedCredential) -> str:
+    """An access token from the credential's token URL (OAuth 2.0 client-credentials grant), cached until
+    shortly before it expires."""
+    key = (cred.id, hashlib.sha256(orjson.dumps(cred.fields, option=orjson.OPT_SORT_KEYS)).digest())
+    with _TOKENS_LOCK:
+        cached = _TOKENS.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+    f = cred.fields
+    form = {"grant_type": "client_credentials"}
+    if f.get("scopes"):
+        form["scope"] = " ".join(f["scopes"])
+    where = f"the token URL of credential '{cred.name}'"
+    try:
+        resp = ctx.http().post(str(f["token_url"]), data=form, auth=(f["client_id"], f["client_secret"]),
+                               headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                               timeout=ctx.remaining(30.0), follow_redirects=False)
+    except EgressDenied as exc:
+        raise NodeExecutionError(str(exc)) from None
+    except httpx.TimeoutException:
+        raise NodeExecutionError(f"{where} timed out", kind="timeout") from None
+    except httpx.TransportError as exc:
+        raise NodeExecutionError(f"{where} failed: {type(exc).__name__}", kind="connection_error") from None
+    try:
+        data = resp.json() if resp.status_code == 200 else None
+    except ValueError:
+        data = None
+    token = data.get("access_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        # The answer itself is not shown: a token endpoint's error may echo what it was sent.
+        raise NodeExecutionError(f"{where} answered {resp.status_code} without an access token",
+                                 kind="5xx" if resp.status_code >= 500 else None)
+    expires_in = data.get("expires_in") if isinstance(data, dict) else None
+    ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 3600.0
+    with _TOKENS_LOCK:
+        for k in [k for k in _TOKENS if k[0] == cred.id]:
+            del _TOKENS[k]  # an older version's token
+        _TOKENS[key] = (token, time.monotonic() + max(0.0, ttl - TOKEN_EXPIRY_MARGIN_S))
+    return token
+
+
+def _with_credential(ctx: NodeContext, config: HttpRequestConfig, headers: dict[str, str],
+                     query: dict[str, Any]) -> list[str]:
+    """Adds the credential to headers and query; returns the strings to keep out of the step's record."""
+    if config.credential is None:
+        return []
+    cred = ctx.credential(parse_ref(config.credential))
+    secrets = cred.secret_values()
+    token = client_credentials_token(ctx, cred) if cred.type == "oauth2_client" else None
+    if token is not None:
+        secrets.append(token)
+    applied = apply(cred, token)
+    for name, value in applied.headers.items():
+        for k in [k for k in headers if k.lower() == name.lower()]:
+            del headers[k]  # the credential's header wins over a configured one of the same name
+        headers[name] = value
+    query.update(applied.query)
+    return secrets
+
+
 class HttpRequestNode(Node):
     type = "http_request"
     title = "HTTP request"
@@ -125,6 +200,18 @@ class HttpRequestNode(Node):
 
     def run(self, ctx: NodeContext, config: HttpRequestConfig, input: Any) -> dict[str, Any]:
         headers = dict(config.headers)
+        query: dict[str, Any] = dict(config.query)
+        secrets = _with_credential(ctx, config, headers, query)
+        try:
+            return self._request(ctx, config, headers, query, secrets)
+        except NodeExecutionError as exc:
+            if secrets:
+                exc.message = redact(exc.message, secrets)
+                exc.args = (exc.message,)
+            raise
+
+    def _request(self, ctx: NodeContext, config: HttpRequestConfig, headers: dict[str, str], query: dict[str, Any],
+                 secrets: list[str]) -> dict[str, Any]:
         # Header names are case-insensitive: a configured "user-agent" replaces ours, not joins it.
         if not any(k.lower() == "user-agent" for k in headers):
             headers["User-Agent"] = USER_AGENT
@@ -135,7 +222,7 @@ class HttpRequestNode(Node):
         kwargs = _encode_body(config, headers)
         url = str(config.url)
         # Merged into the URL's own query: httpx's `params=` replaces it (https://x/?page=2 lost page=2).
-        target = httpx.URL(url).copy_merge_params(config.query) if config.query else url
+        target = httpx.URL(url).copy_merge_params(query) if query else url
         # The node's own timeout (ctx.deadline), when shorter, bounds the request too.
         timeout = ctx.remaining(config.timeout)
         # httpx's timeout bounds each connect/read; this bounds the whole body (a slow drip holds a worker).
@@ -170,4 +257,6 @@ class HttpRequestNode(Node):
         out_headers: dict[str, str] = {}
         for k, v in resp.headers.multi_items():
             out_headers[k] = f"{out_headers[k]}, {v}" if k in out_headers else v
-        return {"status": resp.status_code, "headers": out_headers, "body": _decode_body(resp, raw)}
+        out = {"status": resp.status_code, "headers": out_headers, "body": _decode_body(resp, raw)}
+        # An API that echoes the request (httpbin, an error page) must not put the secret into history.
+        return redact(out, secrets) if secrets else out

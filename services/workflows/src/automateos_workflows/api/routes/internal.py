@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import select
 
+from automateos_common.credentials import parse_ref
 from automateos_common.errors import NotFoundError
 from automateos_common.internal import InternalOnly
 from automateos_common.nodes.registry import default_registry
 
-from ... import crud
+from ... import credentials, crud
 from ...models import Workflow
 from ...publisher import webhook_method
 from ..deps import PublisherDep, SessionDep
@@ -37,3 +38,13 @@ def hook_for_ingress(token: str, _: InternalOnly, session: SessionDep, publisher
         raise NotFoundError()
     publisher.publish(wf)
     return {"workflow_id": wf.id, "owner_id": wf.owner_id, "method": method}
+
+
+@router.get("/credentials/{owner_id}/{ref}")
+def credential_for_engine(owner_id: int, ref: str, _: InternalOnly, session: SessionDep) -> dict[str, Any]:
+    """The owner's credential by id or name, its value still sealed: the engine opens it while the step runs."""
+    cred = credentials.find(session=session, owner_id=owner_id, ref=parse_ref(ref))
+    if cred is None:
+        raise NotFoundError()
+    return {"id": cred.id, "owner_id": cred.owner_id, "name": cred.name, "type": cred.type, "public": cred.public,
+            "secret_ref": cred.secret_ref, "version": cred.version}

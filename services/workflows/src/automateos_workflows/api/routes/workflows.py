@@ -5,7 +5,7 @@ from fastapi import APIRouter, Response
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.nodes.definition import validate_definition
 
-from ... import crud
+from ... import credentials, crud
 from ...models import Workflow
 from ...schemas import RunsPublic, RunSummary, WorkflowCreate, WorkflowPublic, WorkflowsPublic, WorkflowUpdate
 from ..deps import PageDep, PublisherDep, RegistryDep, SessionDep, SettingsDep
@@ -23,6 +23,7 @@ def to_public(wf: Workflow, public_url: str) -> WorkflowPublic:
 def create_workflow(body: WorkflowCreate, user: CurrentPrincipal, session: SessionDep, settings: SettingsDep,
                     registry: RegistryDep, publisher: PublisherDep) -> WorkflowPublic:
     validate_definition(body.definition, registry)
+    credentials.check_definition(session=session, owner_id=user.user_id, definition=body.definition)
     wf = crud.create_workflow(session=session, owner_id=user.user_id, data=body)
     session.commit()
     publisher.publish(wf)
@@ -49,6 +50,7 @@ def update_workflow(workflow_id: int, body: WorkflowUpdate, user: CurrentPrincip
     wf = crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=workflow_id)
     if body.definition is not None:
         validate_definition(body.definition, registry)
+        credentials.check_definition(session=session, owner_id=user.user_id, definition=body.definition)
     wf = crud.update_workflow(session=session, wf=wf, data=body)
     session.commit()
     publisher.publish(wf)
