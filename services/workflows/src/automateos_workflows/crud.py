@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from automateos_common.errors import NotFoundError
+from automateos_common.errors import NotFoundError, NotOwnedError
 from automateos_common.jsonutil import utcnow
 from automateos_common.runs import RunState, RunStatus, StepState, StepStatus
 
@@ -33,8 +33,10 @@ def create_workflow(*, session: Session, owner_id: int, data: WorkflowCreate) ->
 
 def get_workflow(*, session: Session, owner_id: int, workflow_id: int) -> Workflow:
     wf = session.get(Workflow, workflow_id)
-    if wf is None or wf.owner_id != owner_id:
+    if wf is None:
         raise NotFoundError("Workflow not found")
+    if wf.owner_id != owner_id:  # the same 404, audited (access.denied)
+        raise NotOwnedError("Workflow not found", resource="workflow", resource_id=workflow_id, owner_id=wf.owner_id)
     return wf
 
 
@@ -79,10 +81,13 @@ def list_runs(*, session: Session, owner_id: int, workflow_id: int, limit: int,
 
 
 def get_run(*, session: Session, owner_id: int, run_id: str) -> RunState | None:
-    """The run as recorded (values cut for history), steps in execution order; None if not the caller's."""
+    """The run as recorded (values cut for history), steps in execution order; None if there is none.
+    Someone else's raises NotOwnedError (the same 404, audited)."""
     ex = session.get(Execution, run_id)
-    if ex is None or ex.owner_id != owner_id:
+    if ex is None:
         return None
+    if ex.owner_id != owner_id:
+        raise NotOwnedError("Execution not found", resource="execution", resource_id=run_id, owner_id=ex.owner_id)
     steps = session.exec(
         select(ExecutionStep).where(ExecutionStep.execution_id == run_id)
         .order_by(col(ExecutionStep.position), col(ExecutionStep.key))
