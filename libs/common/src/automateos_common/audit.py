@@ -116,11 +116,22 @@ def clean_request_id(value: str | None) -> str | None:
     return value if value is not None and REQUEST_ID_RE.fullmatch(value) else None
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_event_id() -> str:
-    """UUIDv7 (time-ordered) hex: the event's id in the log line, the stream and the table."""
+    """UUIDv7 hex: the event's id in the log line, the stream and the table. Time-ordered, and strictly
+    increasing within a process (a second id in the same millisecond is the previous one plus one, RFC 9562
+    method 3), so events of one service list in the order they happened."""
+    global _last_id
     ms = time.time_ns() // 1_000_000 & ((1 << 48) - 1)
     rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 of them are used
     value = ms << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    with _id_lock:
+        if value <= _last_id:
+            value = _last_id + 1
+        _last_id = value
     return uuid.UUID(int=value).hex
 
 
@@ -171,6 +182,8 @@ class _Sender:
     def reset(self) -> None:
         with self._cond:
             self._pid = -1  # the next put starts a thread with the new configuration
+            self._pending.clear()  # (events for the old destination are not sent to the new one)
+            self._inflight = 0
             self._cond.notify_all()
 
     def put(self, line: str) -> None:
@@ -215,6 +228,8 @@ class _Sender:
                     pipe.execute()
             except (RedisError, OSError) as exc:
                 with self._cond:
+                    if self._pid != pid:
+                        return
                     self._pending.extendleft(reversed(batch))  # tried again; the oldest go first when full
                     self._inflight = 0
                 now = time.monotonic()
@@ -225,7 +240,8 @@ class _Sender:
                 time.sleep(1.0)
                 continue
             with self._cond:
-                self._inflight = 0
+                if self._pid == pid:
+                    self._inflight = 0
                 self._cond.notify_all()
 
 

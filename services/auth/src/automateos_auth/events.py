@@ -49,14 +49,17 @@ def _row(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         return None
 
 
-def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (id) DO NOTHING: recording an event again changes nothing."""
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
+    """INSERT ... ON CONFLICT (id) DO NOTHING: recording an event again changes nothing. Returns the rows
+    written."""
+    rows = list({r["id"]: r for r in rows}.values())  # one statement must not hold one id twice
     if not rows:
-        return
+        return 0
     table: Table = SecurityEvent.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    result = session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def list_events(*, session: Session, user_id: int, limit: int, offset: int) -> tuple[list[SecurityEvent], int]:
@@ -94,9 +97,8 @@ class EventRecorder:
             known = set(session.exec(select(User.id).where(col(User.id).in_(users))).all()) if users else set()
             rows = [r for r in rows if r["user_id"] in known]  # a deleted user's events: nobody can list them
             try:
-                insert_events(session, rows)
+                written = insert_events(session, rows)
                 session.commit()
-                written = len(rows)
             except IntegrityError:  # a user deleted between the check and the insert: keep the others
                 session.rollback()
                 written = self._record_one_by_one(rows)
@@ -112,9 +114,8 @@ class EventRecorder:
         for row in rows:
             with Session(self.engine) as session:
                 try:
-                    insert_events(session, [row])
+                    written += insert_events(session, [row])
                     session.commit()
-                    written += 1
                 except IntegrityError:
                     session.rollback()
         return written
