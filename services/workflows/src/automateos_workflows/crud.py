@@ -81,13 +81,10 @@ def list_runs(*, session: Session, owner_id: int, workflow_id: int, limit: int,
 
 
 def get_run(*, session: Session, owner_id: int, run_id: str) -> RunState | None:
-    """The run as recorded (values cut for history), steps in execution order; None if there is none.
-    Someone else's raises NotOwnedError (the same 404, audited)."""
+    """The run as recorded (values cut for history), steps in execution order; None if not the caller's."""
     ex = session.get(Execution, run_id)
-    if ex is None:
+    if ex is None or ex.owner_id != owner_id:
         return None
-    if ex.owner_id != owner_id:
-        raise NotOwnedError("Execution not found", resource="execution", resource_id=run_id, owner_id=ex.owner_id)
     steps = session.exec(
         select(ExecutionStep).where(ExecutionStep.execution_id == run_id)
         .order_by(col(ExecutionStep.position), col(ExecutionStep.key))
@@ -107,6 +104,12 @@ def get_run(*, session: Session, owner_id: int, run_id: str) -> RunState | None:
                          attempt_log=s.attempt_log or [], error_kind=s.error_kind, stopped=s.stopped)
                for s in steps],
     )
+
+
+def run_owner(*, session: Session, run_id: str) -> int | None:
+    """Whose recorded run this is (None: no such run): for the audit of someone else's request."""
+    ex = session.get(Execution, run_id)  # usually in the session already (get_run loaded it)
+    return ex.owner_id if ex is not None else None
 
 
 def catalog_fields(wf: Workflow) -> dict[str, Any]:

@@ -43,6 +43,10 @@ def _find_run(redis: Redis, session: Session, user_id: int, execution_id: str) -
     if state is None:
         state = crud.get_run(session=session, owner_id=user_id, run_id=execution_id)
     if state is None:
+        owner = crud.run_owner(session=session, run_id=execution_id)
+        if owner is not None and owner != user_id:  # the same 404, audited (access.denied)
+            raise NotOwnedError("Execution not found", resource="execution", resource_id=execution_id,
+                                owner_id=owner)
         raise NotFoundError("Execution not found")
     if state.owner_id != user_id:  # the same 404, audited (access.denied)
         raise NotOwnedError("Execution not found", resource="execution", resource_id=execution_id,
