@@ -56,3 +56,64 @@ def test_the_client_address_comes_from_the_configured_header_only() -> None:
     assert get(app_with(None), headers).json()["client_ip"] == "198.51.100.9"  # not configured: the peer
     assert get(app_with("X-Real-IP")).json()["client_ip"] == "198.51.100.9"  # header absent: the peer
     assert client_ip({"headers": [], "client": None}, "X-Real-IP") == "unknown"
+
+
+def test_refusals_are_audited_and_answered_as_before() -> None:
+    import contextlib
+    import logging
+
+    from automateos_common.app import create_service_app
+    from automateos_common.errors import ForbiddenError, NotFoundError, NotOwnedError
+    from automateos_common.jsonutil import loads
+    from automateos_common.settings import CommonSettings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+
+    async def health(_: FastAPI) -> dict[str, str]:
+        return {}
+
+    app = create_service_app("test", title="t", description="t", lifespan=lifespan, health=health,
+                             settings=CommonSettings(redis_url="redis://127.0.0.1:9/0"))
+
+    @app.get("/seen")
+    def forbidden() -> None:
+        raise ForbiddenError()
+
+    @app.get("/theirs")
+    def theirs() -> None:
+        raise NotOwnedError("Workflow not found", resource="workflow", resource_id=7, owner_id=3)
+
+    @app.get("/missing")
+    def missing() -> None:
+        raise NotFoundError("Workflow not found")
+
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(loads(record.getMessage()))
+
+    handler = Collect()
+    logging.getLogger("automateos.audit").addHandler(handler)
+    try:
+        r = get(app, {"X-Request-ID": "r-403"})
+        assert r.status_code == 403 and r.headers["x-request-id"] == "r-403"
+
+        async def both() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app, client=("198.51.100.9", 1234))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return [await client.get("/theirs"), await client.get("/missing")]
+
+        theirs_r, missing_r = asyncio.run(both())
+    finally:
+        logging.getLogger("automateos.audit").removeHandler(handler)
+    assert (theirs_r.status_code, theirs_r.json()) == (missing_r.status_code, missing_r.json()) == (
+        404, {"error": {"code": "NOT_FOUND", "message": "Workflow not found"}})
+    assert [(e["event"], e["user_id"], e["service"], e["details"]) for e in lines] == [
+        ("access.forbidden", None, "test", {"method": "GET", "path": "/seen"}),
+        ("access.denied", 3, "test", {"resource": "workflow", "resource_id": 7, "actor_user_id": None,
+                                      "method": "GET"}),
+    ]
+    assert lines[0]["request_id"] == "r-403" and lines[0]["ip"] == "198.51.100.9"
