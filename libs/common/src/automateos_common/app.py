@@ -10,9 +10,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from . import audit
 from .errors import error_body, install_exception_handlers
 from .headers import EnvelopeCORSMiddleware, SecurityHeadersMiddleware
 from .logs import setup_logging
+from .requestctx import RequestContextMiddleware
 from .settings import CommonSettings
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -29,6 +31,7 @@ def create_service_app(
 ) -> FastAPI:
     """`no_store`: `Cache-Control: no-store` on every response (auth: tokens must not be cached)."""
     setup_logging(settings.log_level)
+    audit.configure(service=name, redis_url=settings.redis_url, stream_maxlen=settings.audit_stream_maxlen)
 
     @asynccontextmanager
     async def frozen_after_start(app: FastAPI) -> AsyncIterator[None]:
@@ -49,13 +52,16 @@ def create_service_app(
         # No credentials (cookies): the API takes Bearer tokens, which a page sends explicitly.
         app.add_middleware(EnvelopeCORSMiddleware, allow_origins=origins, allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=["Location", "Retry-After"], max_age=600)
-    # Outside Starlette's own stack, so that its 500s (ServerErrorMiddleware) carry the headers too.
+    # Outside Starlette's own stack, so that its 500s (ServerErrorMiddleware) carry the headers and the
+    # request id too (and its error handlers can log the id).
     build_stack = app.build_middleware_stack
     docs_paths = (f"/api/v1/{name}/docs",)
 
     def build_middleware_stack() -> Any:
-        return SecurityHeadersMiddleware(build_stack(), hsts_max_age_s=settings.hsts_max_age_s, no_store=no_store,
-                                         docs_paths=docs_paths)
+        return RequestContextMiddleware(
+            SecurityHeadersMiddleware(build_stack(), hsts_max_age_s=settings.hsts_max_age_s, no_store=no_store,
+                                      docs_paths=docs_paths),
+            client_ip_header=settings.client_ip_header)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 

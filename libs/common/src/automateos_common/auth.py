@@ -22,6 +22,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from . import audit
 from .errors import UnauthorizedError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,33 @@ class Principal:
 
     user_id: int
     email: str | None = None
+
+
+class TokenRejected(UnauthorizedError):
+    """A JWT refused (401 as before). `reason` names why (never the token's text); `user_id` is the token's
+    `sub` only when its signature verified (an expired token, a wrong audience), else None: a forged token
+    must not put events into anyone's list."""
+
+    def __init__(self, message: str, reason: str, *, user_id: int | None = None, alg: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.user_id = user_id
+        self.alg = alg
+
+
+def _signed_subject(token: str) -> int | None:
+    """`sub` of a token whose signature already verified (the claims check failed after it)."""
+    try:
+        return int(jwt.decode(token, options={"verify_signature": False})["sub"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return None
+
+
+# PyJWT checks the signature before the claims, so these mean the token is ours (its sub is trustworthy).
+_CLAIM_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.InvalidAudienceError, "wrong_audience"), (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"), (jwt.MissingRequiredClaimError, "missing_claim"),
+)
 
 
 class KeySource(Protocol):
@@ -112,29 +140,35 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise UnauthorizedError("Invalid token") from None
+            raise TokenRejected("Invalid token", "malformed") from None
         # Refuse before any key lookup: `none`, HS256-with-the-public-key and friends die here.
-        if header.get("alg") != ALGORITHM:
-            raise UnauthorizedError("Invalid token")
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            raise TokenRejected("Invalid token", "alg_not_allowed", alg=str(alg)[:16])
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise UnauthorizedError("Invalid token")
+            raise TokenRejected("Invalid token", "missing_kid")
         key = await self.jwks.key_for(kid)
         if key is None:
-            raise UnauthorizedError("Invalid token")
+            raise TokenRejected("Invalid token", "unknown_kid")
         try:
             claims = jwt.decode(
                 token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
                 leeway=self.leeway_s, options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise UnauthorizedError("Token expired") from None
-        except jwt.PyJWTError:
-            raise UnauthorizedError("Invalid token") from None
+            raise TokenRejected("Token expired", "expired", user_id=_signed_subject(token)) from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("Invalid token", "bad_signature") from None
+        except jwt.PyJWTError as exc:
+            for kind, reason in _CLAIM_ERRORS:
+                if isinstance(exc, kind):
+                    raise TokenRejected("Invalid token", reason, user_id=_signed_subject(token)) from None
+            raise TokenRejected("Invalid token", "malformed") from None
         try:
             user_id = int(claims["sub"])
         except (TypeError, ValueError):
-            raise UnauthorizedError("Invalid token") from None
+            raise TokenRejected("Invalid token", "invalid_subject") from None
         email = claims.get("email")
         return Principal(user_id=user_id, email=email if isinstance(email, str) else None)
 
@@ -157,7 +191,16 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     if not token:
         raise UnauthorizedError()
     verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(token)
+    try:
+        principal = await verifier.verify(token)
+    except TokenRejected as exc:
+        details: dict[str, Any] = {"reason": exc.reason}
+        if exc.alg is not None:
+            details["alg"] = exc.alg
+        audit.emit_for_request(request, audit.TOKEN_REJECTED, user_id=exc.user_id, **details)
+        raise
+    request.state.principal = principal  # who is asking, for the audit of refusals (errors.py)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

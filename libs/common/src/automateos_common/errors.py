@@ -5,6 +5,7 @@
     ├── UnauthorizedError                401 UNAUTHORIZED
     ├── ForbiddenError                   403 FORBIDDEN
     ├── NotFoundError                    404 NOT_FOUND
+    │   └── NotOwnedError                404 NOT_FOUND     (another tenant's resource: the same answer, audited)
     ├── MethodNotAllowedError            405 METHOD_NOT_ALLOWED
     ├── ConflictError                    409 CONFLICT
     │   ├── EmailTakenError              409 EMAIL_TAKEN
@@ -82,6 +83,18 @@ class NotFoundError(AutomateOSError):
     status_code = 404
     code = "NOT_FOUND"
     default_message = "Not found"
+
+
+class NotOwnedError(NotFoundError):
+    """Another tenant's resource. Answered exactly like a missing one (404, never 403), and recorded as the
+    security event `access.denied`, listed to the resource's owner (not to the caller: their own list
+    would otherwise tell them that the resource exists)."""
+
+    def __init__(self, message: str | None = None, *, resource: str, resource_id: object, owner_id: int) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.resource_id = resource_id
+        self.owner_id = owner_id
 
 
 class MethodNotAllowedError(AutomateOSError):
@@ -220,12 +233,32 @@ def pydantic_errors(errors: list[Any], prefix: str = "") -> list[dict[str, str]]
     return result
 
 
-async def _automateos_error(_: Request, exc: Exception) -> JSONResponse:
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", None) or "-")
+
+
+def _audit_refusal(request: Request, status: int, exc: Exception) -> None:
+    """`access.denied` for another tenant's resource (404), `access.forbidden` for any 403."""
+    from . import audit
+
+    principal = getattr(request.state, "principal", None)
+    caller = getattr(principal, "user_id", None)
+    if isinstance(exc, NotOwnedError):
+        audit.emit_for_request(request, audit.ACCESS_DENIED, user_id=exc.owner_id, resource=exc.resource,
+                               resource_id=exc.resource_id, actor_user_id=caller, method=request.method)
+    elif status == 403:
+        audit.emit_for_request(request, audit.ACCESS_FORBIDDEN, user_id=caller, method=request.method,
+                               path=request.url.path)
+
+
+async def _automateos_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     assert isinstance(exc, AutomateOSError)
     if exc.status_code >= 500:
-        log.error("%s: %s", type(exc).__name__, exc.message)
+        log.error("%s: %s (request %s)", type(exc).__name__, exc.message, _request_id(request))
+    elif isinstance(exc, NotOwnedError) or exc.status_code == 403:
+        _audit_refusal(request, exc.status_code, exc)
     return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code,
                         headers=exc.headers)
 
@@ -242,11 +275,13 @@ async def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("VALIDATION_ERROR", "Invalid request", details), status_code=422)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 403:
+        _audit_refusal(request, 403, exc)
     code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     if exc.status_code == 404 and message == "Not Found":
@@ -255,20 +290,20 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
                         headers=getattr(exc, "headers", None))
 
 
-async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     # Redis or the database away is an outage to retry, not a bug: 503, never a 500.
-    log.warning("dependency unavailable: %s", type(exc).__name__)
+    log.warning("dependency unavailable: %s (request %s)", type(exc).__name__, _request_id(request))
     return JSONResponse(error_body("SERVICE_UNAVAILABLE", "A dependency is unavailable; retry shortly"),
                         status_code=503, headers={"Retry-After": "1"})
 
 
-async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     # The traceback goes to the log, never to the client.
-    log.exception("unhandled error", exc_info=exc)
+    log.exception("unhandled error (request %s)", _request_id(request), exc_info=exc)
     return JSONResponse(error_body("INTERNAL_ERROR", "Internal error"), status_code=500)
 
 

@@ -86,6 +86,18 @@ class CommonSettings(BaseSettings):
                     "API is served over HTTPS) (AUTOMATEOS_HSTS_MAX_AGE_S).",
     )
 
+    client_ip_header: str | None = Field(
+        default=None,
+        description="Request header that holds the client's address (e.g. X-Real-IP from the proxy in front, "
+                    "which must overwrite it); unset: the connection's address (uvicorn applies X-Forwarded-For "
+                    "from FORWARDED_ALLOW_IPS, by default 127.0.0.1: the dev gateway) (AUTOMATEOS_CLIENT_IP_HEADER).",
+    )
+    audit_stream_maxlen: int = Field(
+        default=100_000, ge=1000, le=10_000_000,
+        description="Approximate bound of the Redis stream `aos:audit` that carries security events to auth "
+                    "(AUTOMATEOS_AUDIT_STREAM_MAXLEN).",
+    )
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:

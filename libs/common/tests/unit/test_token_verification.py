@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from automateos_common import auth
-from automateos_common.auth import CurrentPrincipal, JWKSCache, Principal, TokenVerifier, jwks_document
+from automateos_common.auth import CurrentPrincipal, JWKSCache, Principal, TokenRejected, TokenVerifier, jwks_document
 from automateos_common.errors import UnauthorizedError, install_exception_handlers
 
 JWKS_URL = "http://auth.internal/api/v1/auth/jwks.json"
@@ -254,7 +254,9 @@ def test_concurrent_forged_kids_fetch_once(server: JWKSServer) -> None:
         return await asyncio.gather(*(verifier.verify(t) for t in tokens), return_exceptions=True)
 
     results = asyncio.run(go())
-    assert [type(r) for r in results] == [UnauthorizedError] * 20
+    # A 401 (UnauthorizedError) that names why, for the audit.
+    assert [(type(r), getattr(r, "reason", None)) for r in results] == [(TokenRejected, "unknown_kid")] * 20
+    assert all(isinstance(r, UnauthorizedError) for r in results)
     assert server.fetches == 1
 
 

@@ -29,15 +29,16 @@ def create_user(*, session: Session, email: str, password: str) -> User:
     return user
 
 
-def authenticate(*, session: Session, email: str, password: str) -> User | None:
+def authenticate(*, session: Session, email: str, password: str) -> tuple[User | None, int | None]:
+    """(the user when the password is right, the id of the account named whether or not it is right)."""
     user = get_user_by_email(session=session, email=email)
     if user is None:
         verify_password(password, DUMMY_HASH)
-        return None
+        return None, None
     ok, new_hash = verify_password(password, user.password_hash)
     if not ok:
-        return None
+        return None, user.id
     if new_hash:
         user.password_hash = new_hash
         session.add(user)
-    return user
+    return user, user.id

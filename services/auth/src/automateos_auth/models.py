@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer
 from sqlmodel import Field, SQLModel
 
 from automateos_common.db import service_metadata
@@ -41,5 +42,25 @@ class RefreshToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+class SecurityEvent(SQLModel, table=True):
+    """A security event of one user (automateos_common.audit), recorded from the stream `aos:audit`.
+
+    `id` is the event's own id (emitted with it, in the log line too): recording the same entry twice
+    (at-least-once delivery, a re-sent XADD) writes one row."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_user_at", "user_id", "at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    event: str = Field(max_length=64)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ip: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, max_length=128)
+    service: str = Field(max_length=32)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 # This service's tables only (migrations compare against this, not SQLModel's global metadata).
-METADATA = service_metadata(User.__table__, RefreshToken.__table__)  # type: ignore[attr-defined]
+METADATA = service_metadata(User.__table__, RefreshToken.__table__,  # type: ignore[attr-defined]
+                            SecurityEvent.__table__)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, field_serializer
 
@@ -37,3 +37,22 @@ class Token(BaseModel):
 class RefreshRequest(BaseModel):
     # Ours are 48 characters; the bound keeps a hostile body from being hashed at any length.
     refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class SecurityEventPublic(BaseModel):
+    id: str = Field(description="The event's id (also in its audit log line).")
+    event: str = Field(description="What happened: `login.failed`, `token.rejected`, ... (docs/api.md).")
+    at: datetime
+    ip: str | None = Field(description="The client's address, as the service saw it.")
+    request_id: str | None = Field(description="The request's `X-Request-ID`.")
+    service: str = Field(description="The service that recorded it: auth, workflows, ingress, engine.")
+    details: dict[str, Any] = Field(description="Per event (docs/api.md); never a password, token or secret.")
+
+    @field_serializer("at")
+    def _ts(self, v: datetime) -> str | None:
+        return isoformat(v)
+
+
+class SecurityEventsPublic(BaseModel):
+    items: list[SecurityEventPublic]
+    total: int

@@ -27,8 +27,12 @@ PREFIX = "aosr_"
 class RefreshRejected(Exception):
     """The token cannot be used; `message` is safe to show (it never contains the token)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, reused_by: RefreshToken | None = None, revoked: int = 0) -> None:
         self.message = message
+        # A reuse: the family (session) and user of the token, and how many tokens that revoked (the audit).
+        self.user_id = reused_by.user_id if reused_by is not None else None
+        self.family_id = reused_by.family_id if reused_by is not None else None
+        self.revoked = revoked
         super().__init__(message)
 
 
@@ -77,8 +81,8 @@ def rotate(*, session: Session, token: str, ttl_s: int, now: datetime,
     if row is None or row.revoked_at is not None:
         raise RefreshRejected("Invalid refresh token")
     if row.spent_at is not None:
-        revoke_family(session=session, family_id=row.family_id, now=now)
-        raise RefreshRejected("Refresh token already used; the session is revoked")
+        revoked = revoke_family(session=session, family_id=row.family_id, now=now)
+        raise RefreshRejected("Refresh token already used; the session is revoked", reused_by=row, revoked=revoked)
     if _aware(row.expires_at) <= now:
         raise RefreshRejected("Refresh token expired")
     if before_spend is not None:
@@ -92,8 +96,8 @@ def rotate(*, session: Session, token: str, ttl_s: int, now: datetime,
     )
     assert isinstance(spent, CursorResult)
     if spent.rowcount != 1:
-        revoke_family(session=session, family_id=row.family_id, now=now)
-        raise RefreshRejected("Refresh token already used; the session is revoked")
+        revoked = revoke_family(session=session, family_id=row.family_id, now=now)
+        raise RefreshRejected("Refresh token already used; the session is revoked", reused_by=row, revoked=revoked)
     user = session.get(User, row.user_id)
     if user is None:  # deleted meanwhile (the foreign key cascades, but not within this transaction)
         raise RefreshRejected("Invalid refresh token")

@@ -59,11 +59,8 @@ class AuthSettings(CommonSettings):
         default=900, ge=1, le=86400, description="Failed logins are counted from the first one for this long; "
                                                  "a successful login clears the count.",
     )
-    client_ip_header: str | None = Field(
-        default=None,
-        description="Request header that holds the client's address (e.g. X-Real-IP from the proxy in front, "
-                    "which must overwrite it); unset: the connection's address (uvicorn applies X-Forwarded-For "
-                    "from FORWARDED_ALLOW_IPS, by default 127.0.0.1: the dev gateway).",
+    audit_recorder_enabled: bool = Field(
+        default=True, description="Consume security events (`aos:audit`) into `security_events` in this process.",
     )
 
     @field_validator("rate_limit_register_ip", "rate_limit_register_email", "rate_limit_token_ip",

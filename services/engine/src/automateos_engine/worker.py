@@ -25,7 +25,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now, parse_timeout, utcformat
 from rq.worker import WorkerStatus
 
-from automateos_common import catalog
+from automateos_common import audit, catalog
 from automateos_common.fastredis import CommandList, LeanRedis, RedisPyCommands
 from automateos_common.lease import ACQUIRE_AND_READ_FN, DUE_KEY, LEASE_KEY, Leases
 from automateos_common.logs import setup_logging
@@ -424,6 +424,8 @@ def preload() -> None:
 def run_worker(*, burst: bool = False) -> bool:
     settings = get_settings()
     setup_logging(settings.log_level)
+    # Security events a node emits (credential.read, when credentials exist) carry service "engine".
+    audit.configure(service="engine", redis_url=settings.redis_url, stream_maxlen=settings.audit_stream_maxlen)
     logging.getLogger("rq.worker").addFilter(PerJobLinesAtDebug())
     preload()
     registry = default_registry()

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from automateos_common import catalog
-from automateos_common.errors import MethodNotAllowedError, NotFoundError, ServiceUnavailableError
+from automateos_common.errors import MethodNotAllowedError, NotFoundError, NotOwnedError, ServiceUnavailableError
 from automateos_common.fastredis import PipelinedRedis
 from automateos_common.internal import INTERNAL_HEADER
 from automateos_common.queue import JobTemplate, accept_run, new_run, submit_commands
@@ -72,8 +72,10 @@ class Acceptor:
         if owner is None and not authoritative:
             data = self._ask_workflows(f"workflows/{workflow_id}")
             owner = data["owner_id"] if data is not None else None
-        if owner != user_id:
-            raise NotFoundError("Workflow not found")  # someone else's is indistinguishable from none
+        if owner is None:
+            raise NotFoundError("Workflow not found")
+        if owner != user_id:  # someone else's is indistinguishable from none (and audited: access.denied)
+            raise NotOwnedError("Workflow not found", resource="workflow", resource_id=workflow_id, owner_id=owner)
         return catalog.HookTarget(workflow_id=workflow_id, owner_id=user_id)
 
     def accept(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:

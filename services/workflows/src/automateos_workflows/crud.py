@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from automateos_common.errors import NotFoundError
+from automateos_common.errors import NotFoundError, NotOwnedError
 from automateos_common.jsonutil import utcnow
 from automateos_common.runs import RunState, RunStatus, StepState, StepStatus
 
@@ -33,8 +33,10 @@ def create_workflow(*, session: Session, owner_id: int, data: WorkflowCreate) ->
 
 def get_workflow(*, session: Session, owner_id: int, workflow_id: int) -> Workflow:
     wf = session.get(Workflow, workflow_id)
-    if wf is None or wf.owner_id != owner_id:
+    if wf is None:
         raise NotFoundError("Workflow not found")
+    if wf.owner_id != owner_id:  # the same 404, audited (access.denied)
+        raise NotOwnedError("Workflow not found", resource="workflow", resource_id=workflow_id, owner_id=wf.owner_id)
     return wf
 
 
@@ -102,6 +104,12 @@ def get_run(*, session: Session, owner_id: int, run_id: str) -> RunState | None:
                          attempt_log=s.attempt_log or [], error_kind=s.error_kind, stopped=s.stopped)
                for s in steps],
     )
+
+
+def run_owner(*, session: Session, run_id: str) -> int | None:
+    """Whose recorded run this is (None: no such run): for the audit of someone else's request."""
+    ex = session.get(Execution, run_id)  # usually in the session already (get_run loaded it)
+    return ex.owner_id if ex is not None else None
 
 
 def catalog_fields(wf: Workflow) -> dict[str, Any]:

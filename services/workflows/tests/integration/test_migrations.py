@@ -30,8 +30,8 @@ def test_both_services_migrate_one_shared_database_to_exactly_their_models(db_ur
             run_migrations(engine, AUTH_MIGRATIONS, "alembic_version_auth")
             run_migrations(engine, WF_MIGRATIONS, "alembic_version_workflows")
         tables = set(inspect(engine).get_table_names())
-        assert tables == {"users", "refresh_tokens", "workflows", "executions", "execution_steps", "credentials",
-                          "alembic_version_auth", "alembic_version_workflows"}
+        assert tables == {"users", "refresh_tokens", "security_events", "workflows", "executions", "execution_steps",
+                          "credentials", "alembic_version_auth", "alembic_version_workflows"}
         for metadata, version_table in ((auth_models.METADATA, "alembic_version_auth"),
                                         (wf_models.METADATA, "alembic_version_workflows")):
             with engine.connect() as conn:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlmodel import Session
 
+from automateos_common import audit
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.db import get_session
 from automateos_common.errors import UnauthorizedError
+from automateos_common.requestctx import client_ip
 
 from ..keys import KeyRing
 from ..models import User
@@ -34,22 +36,30 @@ LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 
 
 def get_client_ip(request: Request, settings: SettingsDep) -> str:
-    """The address rate limits count per: the configured header (set by the proxy in front), else the peer."""
-    if settings.client_ip_header:
-        value = request.headers.get(settings.client_ip_header, "").split(",")[0].strip()
-        if value:
-            return value[:64]
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count per, by the rule every service uses (automateos_common.requestctx)."""
+    known = getattr(request.state, "client_ip", None)
+    return known if isinstance(known, str) else client_ip(request.scope, settings.client_ip_header)
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]
 
 
-def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
+def get_current_user(request: Request, session: SessionDep, principal: CurrentPrincipal) -> User:
     user = session.get(User, principal.user_id)
     if user is None:  # a valid token for a user that no longer exists
+        audit.emit_for_request(request, audit.TOKEN_REJECTED, user_id=None, reason="unknown_user",
+                               subject=principal.user_id)
         raise UnauthorizedError("Invalid token")
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+class Page:
+    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[Page, Depends()]

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlmodel import Session
 
+from automateos_common import audit
 from automateos_common.errors import EmailTakenError, UnauthorizedError
 from automateos_common.jsonutil import utcnow
 
@@ -26,13 +29,15 @@ PasswordForm = Annotated[OAuth2PasswordRequestForm, Depends()]
 
 
 @router.post("/register", status_code=201, response_model=UserPublic, responses=LIMITED)
-def register(body: UserRegister, session: SessionDep, limiter: LimiterDep, ip: ClientIP) -> UserPublic:
+def register(body: UserRegister, request: Request, session: SessionDep, limiter: LimiterDep,
+             ip: ClientIP) -> UserPublic:
     limiter.hit("register-ip", ip)
     limiter.hit("register-email", subject(body.email))
     if crud.get_user_by_email(session=session, email=body.email) is not None:
         raise EmailTakenError()
     user = crud.create_user(session=session, email=body.email, password=body.password)
     session.commit()
+    audit.emit_for_request(request, audit.USER_REGISTERED, user_id=user.id, email=user.email)
     return UserPublic.model_validate(user, from_attributes=True)
 
 
@@ -59,22 +64,35 @@ async def login_gate(form: PasswordForm, limiter: LimiterDep, ip: ClientIP) -> N
 
 
 @router.post("/token", response_model=Token, responses=UNAUTHORIZED, dependencies=[Depends(login_gate)])
-def token(form: PasswordForm, session: SessionDep, settings: SettingsDep, keys: KeyRingDep,
+def token(form: PasswordForm, request: Request, session: SessionDep, settings: SettingsDep, keys: KeyRingDep,
           limiter: LimiterDep) -> Token:
     """Log in: an access token and the first refresh token of a new session."""
-    user = crud.authenticate(session=session, email=form.username, password=form.password)
+    user, known_id = crud.authenticate(session=session, email=form.username, password=form.password)
     if user is None:
         # Counted for unknown emails too: the same answer, the same slowdown, whether the email exists or not.
         limiter.login_failed(form.username)
+        if known_id is not None:  # listed to the account's owner: someone tried their password
+            audit.emit_for_request(request, audit.LOGIN_FAILED, user_id=known_id, reason="bad_password")
+        else:  # log only, and never what was typed (it may be a password typed into the wrong field)
+            audit.emit_for_request(request, audit.LOGIN_FAILED, user_id=None, reason="unknown_account",
+                                   account=account_ref(request, form.username))
         raise UnauthorizedError("Incorrect email or password")
     limiter.login_succeeded(form.username)
     pair = _pair(session=session, user=user, keys=keys, settings=settings)
     session.commit()  # the refresh token, and an upgraded password hash if any
+    audit.emit_for_request(request, audit.LOGIN_SUCCEEDED, user_id=user.id, email=user.email)
     return pair
 
 
+def account_ref(request: Request, username: str) -> str:
+    """A keyed hash of a login name that matched no account: repeated attempts at one name correlate in the
+    log, but the name cannot be read back, nor guessed from a dictionary without the key."""
+    key: bytes = request.app.state.audit_key
+    return hmac.new(key, crud.normalize_email(username).encode(), hashlib.sha256).hexdigest()[:16]
+
+
 @router.post("/refresh", response_model=Token, responses=UNAUTHORIZED)
-def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep, keys: KeyRingDep,
+def refresh(body: RefreshRequest, request: Request, session: SessionDep, settings: SettingsDep, keys: KeyRingDep,
             limiter: LimiterDep, ip: ClientIP) -> Token:
     """Exchange a refresh token (single use) for a new access token and refresh token. Presenting a
     refresh token that was already exchanged revokes its whole session."""
@@ -85,6 +103,9 @@ def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep, ke
                                        before_spend=lambda user_id: limiter.hit("refresh-account", str(user_id)))
     except sessions.RefreshRejected as exc:
         session.commit()  # a detected reuse has revoked the family
+        if exc.user_id is not None:
+            audit.emit_for_request(request, audit.REFRESH_TOKEN_REUSED, user_id=exc.user_id,
+                                   session_id=exc.family_id, revoked=exc.revoked)
         raise UnauthorizedError(exc.message) from None
     pair = _pair(session=session, user=user, keys=keys, settings=settings, issued=issued)
     session.commit()

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.control import ControlOutcome, RunControl
-from automateos_common.errors import ConflictError, NotFoundError, ValidationError
+from automateos_common.errors import ConflictError, NotFoundError, NotOwnedError, ValidationError
 from automateos_common.nodes.definition import validate_definition
 from automateos_common.queue import submit_run
 from automateos_common.runs import RunState, RunStore
@@ -42,8 +42,15 @@ def _find_run(redis: Redis, session: Session, user_id: int, execution_id: str) -
     live = state is not None
     if state is None:
         state = crud.get_run(session=session, owner_id=user_id, run_id=execution_id)
-    if state is None or state.owner_id != user_id:
+    if state is None:
+        owner = crud.run_owner(session=session, run_id=execution_id)
+        if owner is not None and owner != user_id:  # the same 404, audited (access.denied)
+            raise NotOwnedError("Execution not found", resource="execution", resource_id=execution_id,
+                                owner_id=owner)
         raise NotFoundError("Execution not found")
+    if state.owner_id != user_id:  # the same 404, audited (access.denied)
+        raise NotOwnedError("Execution not found", resource="execution", resource_id=execution_id,
+                            owner_id=state.owner_id)
     return state, live
 
 
