@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from .errors import error_body, install_exception_handlers
 from .headers import EnvelopeCORSMiddleware, SecurityHeadersMiddleware
 from .logs import setup_logging
+from .openapi import install_error_docs
 from .settings import CommonSettings
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -44,6 +45,7 @@ def create_service_app(
         docs_url=f"/api/v1/{name}/docs", openapi_url=f"/api/v1/{name}/openapi.json", redoc_url=None,
     )
     install_exception_handlers(app)
+    install_error_docs(app)
     origins = settings.cors_allowed_origins()
     if origins:
         # No credentials (cookies): the API takes Bearer tokens, which a page sends explicitly.

@@ -1,0 +1,43 @@
+"""Schemathesis on the workflows API: generated requests (valid and invalid) for every operation, on real
+Redis and SQLite, as a signed-in user who owns a workflow. No 5xx; every answer as the OpenAPI document says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from libs.common.tests.fuzzing import Served, fuzz_settings, load_schema, module_redis, serving
+from services.workflows.tests.conftest import service_settings
+from services.workflows.tests.factories import bearer, definition, token_verifier
+
+from automateos_workflows.main import create_app
+from automateos_workflows.settings import get_settings
+
+pytestmark = pytest.mark.integration
+
+OPENAPI = "/api/v1/workflows/openapi.json"
+schema = load_schema(lambda: create_app(service_settings(Path("/nonexistent"), "sqlite://", "redis://")))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, redis_server) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("workflows-fuzz")
+    with module_redis(redis_server.url) as (_, redis_url):
+        s = service_settings(tmp, f"sqlite:///{tmp / 'workflows.db'}", redis_url)
+        app = create_app(s)
+        app.dependency_overrides[get_settings] = lambda: s
+        with serving(app, OPENAPI, schema) as served:
+            app.state.token_verifier = token_verifier(s)  # after start-up, which sets the real one
+            served.headers = bearer(1, s)
+            # Workflow 1 exists and is the caller's: generated ids find it, not only 404s.
+            r = served.http.post(served.url + "/api/v1/workflows", headers=served.headers,
+                                 json={"name": "fuzzed", "definition": definition()})
+            assert r.status_code == 201, r.text
+            yield served
+
+
+@schema.parametrize()
+@fuzz_settings
+def test_workflows_api(case, api):
+    api.call_and_validate(case)
