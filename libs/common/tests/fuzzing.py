@@ -30,7 +30,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Bounded and reproducible: the same requests on every run (derandomize, no example database). Besides
 # these, schemathesis's coverage phase sends each operation's boundary and invalid cases (a few dozen).
-fuzz_settings = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+fuzz_settings = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
@@ -78,3 +78,19 @@ def module_redis(redis_url: str) -> Iterator[tuple[Redis, str]]:
     finally:
         client.flushdb()
         client.close()
+
+
+def assert_errors_documented(doc: dict[str, Any]) -> None:
+    """Every operation documents its errors with the envelope, never FastAPI's `{"detail"}`; ids are unique."""
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)), ids
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    envelope = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            errors = {code: r for code, r in op["responses"].items() if code >= "400"}
+            assert {"500", "503"} <= set(errors), (method, path)
+            if op.get("security"):
+                assert "401" in errors, (method, path)
+            for code, r in errors.items():
+                assert r["content"]["application/json"]["schema"] == envelope, (method, path, code)

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from libs.common.tests.fuzzing import Served, fuzz_settings, load_schema, module_redis, serving
+from libs.common.tests.fuzzing import (
+    Served,
+    assert_errors_documented,
+    fuzz_settings,
+    load_schema,
+    module_redis,
+    serving,
+)
 from services.auth.tests.factories import auth_settings
 
 from automateos_auth.main import create_app
@@ -43,3 +50,14 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
 @fuzz_settings
 def test_auth_api(case, api):
     api.call_and_validate(case)
+
+
+def test_the_document_declares_the_error_envelope():
+    assert_errors_documented(schema.raw_schema)
+
+
+def test_a_body_that_is_not_utf8_is_422(api):
+    r = api.http.post(api.url + "/api/v1/auth/register", data=b'{"email": "\xff@example.com"}',
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["field"] == "body"

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from libs.common.tests.fuzzing import Served, fuzz_settings, load_schema, module_redis, serving
+from libs.common.tests.fuzzing import (
+    Served,
+    assert_errors_documented,
+    fuzz_settings,
+    load_schema,
+    module_redis,
+    serving,
+)
 
 from automateos_engine import settings as engine_settings
 from automateos_engine.health import create_app
@@ -35,3 +42,7 @@ def test_engine_api(case, api):
     response = api.call_and_validate(case)
     if case.method == "GET":  # the coverage phase tries other methods too (405)
         assert response.status_code == 200, response.text
+
+
+def test_the_document_declares_the_error_envelope():
+    assert_errors_documented(schema.raw_schema)

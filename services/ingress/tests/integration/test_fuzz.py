@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from libs.common.tests.fuzzing import Served, fuzz_settings, load_schema, module_redis, serving
+from libs.common.tests.fuzzing import (
+    Served,
+    assert_errors_documented,
+    fuzz_settings,
+    load_schema,
+    module_redis,
+    serving,
+)
 from services.workflows.tests.factories import bearer, token_verifier
 
 from automateos_common import catalog
@@ -54,3 +61,18 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
 @fuzz_settings
 def test_ingress_api(case, api):
     api.call_and_validate(case)
+
+
+def test_the_document_declares_the_error_envelope():
+    assert_errors_documented(schema.raw_schema)
+
+
+def test_a_workflow_id_out_of_range_is_422(api):
+    r = api.http.post(api.url + "/api/v1/workflows/2147483648/execute", headers=api.headers, json={})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["field"] == "workflow_id"
+
+
+def test_the_users_workflow_is_accepted(api):
+    r = api.http.post(api.url + "/api/v1/workflows/1/execute", headers=api.headers, json={"n": 1})
+    assert r.status_code == 202, r.text

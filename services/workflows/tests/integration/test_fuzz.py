@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from libs.common.tests.fuzzing import Served, fuzz_settings, load_schema, module_redis, serving
+from libs.common.tests.fuzzing import (
+    Served,
+    assert_errors_documented,
+    fuzz_settings,
+    load_schema,
+    module_redis,
+    serving,
+)
 from services.workflows.tests.conftest import service_settings
 from services.workflows.tests.factories import bearer, definition, token_verifier
 
@@ -41,3 +48,27 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
 @fuzz_settings
 def test_workflows_api(case, api):
     api.call_and_validate(case)
+
+
+def test_the_document_declares_the_error_envelope():
+    assert_errors_documented(schema.raw_schema)
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/api/v1/workflows?offset=9223372036854775808", "offset"),  # was a 500: SQLite's integer overflowed
+    ("/api/v1/workflows/2147483648", "workflow_id"),  # beyond PostgreSQL's integer: a 500 there
+    ("/api/v1/workflows/0/logs", "workflow_id"),
+])
+def test_numbers_out_of_range_are_422(api, path, field):
+    r = api.http.get(api.url + path, headers=api.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["field"] == field
+
+
+def test_a_body_that_is_not_utf8_is_422(api):
+    # FastAPI answers a body it cannot decode with a bare 400 "There was an error parsing the body".
+    r = api.http.post(api.url + "/api/v1/workflows", data=b'{"name": "\xff"}',
+                      headers={**api.headers, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert r.json()["error"]["details"]["field"] == "body"
