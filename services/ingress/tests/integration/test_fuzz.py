@@ -50,8 +50,8 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
         app = create_app(settings)
         try:
             with serving(app, OPENAPI, schema) as served:
-                app.state.token_verifier = token_verifier(settings)  # type: ignore[arg-type]
-                served.headers = bearer(USER, settings)  # type: ignore[arg-type]
+                app.state.token_verifier = token_verifier(settings)
+                served.headers = bearer(USER, settings)
                 yield served
         finally:
             get_settings.cache_clear()

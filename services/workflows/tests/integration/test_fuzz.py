@@ -15,15 +15,24 @@ from libs.common.tests.fuzzing import (
     module_redis,
     serving,
 )
-from services.workflows.tests.conftest import service_settings
 from services.workflows.tests.factories import bearer, definition, token_verifier
 
 from automateos_workflows.main import create_app
-from automateos_workflows.settings import get_settings
+from automateos_workflows.settings import WorkflowsSettings, get_settings
 
 pytestmark = pytest.mark.integration
 
 OPENAPI = "/api/v1/workflows/openapi.json"
+
+
+def service_settings(tmp: Path, db_url: str, redis_url: str) -> WorkflowsSettings:
+    """As the `service` fixture's: no recorder thread, no auth service (tokens are checked against the test
+    key), a queue of its own that no worker drains."""
+    return WorkflowsSettings.model_validate({
+        "database_url": db_url, "redis_url": redis_url, "data_dir": tmp / "data", "recorder_enabled": False,
+        "auth_url": "http://127.0.0.1:9", "queue_name": "workflows-fuzz", "internal_token": "internal-test"})
+
+
 schema = load_schema(lambda: create_app(service_settings(Path("/nonexistent"), "sqlite://", "redis://")))
 
 
