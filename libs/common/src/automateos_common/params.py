@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Path
 
-# The largest integer id or offset the API takes: ids are 32-bit integers in PostgreSQL, and a larger
-# number in a query fails inside the database driver (a 500), not as a miss. Above it: 422.
+# The largest integer id or offset the API takes (above it: 422). Ids are PostgreSQL `integer`s, so no
+# larger id exists; and a number beyond 64 bits in a query overflowed in SQLite's driver (an offset of
+# 2**63 was a 500, found by the schemathesis tests), as it does in PostgreSQL's `bigint` OFFSET.
 MAX_DB_INT = 2**31 - 1
 
 WorkflowId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A workflow's id.")]

@@ -65,7 +65,8 @@ def test_the_document_declares_the_error_envelope():
 
 @pytest.mark.parametrize(("path", "field"), [
     ("/api/v1/workflows?offset=9223372036854775808", "offset"),  # was a 500: SQLite's integer overflowed
-    ("/api/v1/workflows/2147483648", "workflow_id"),  # beyond PostgreSQL's integer: a 500 there
+    ("/api/v1/workflows/9223372036854775808", "workflow_id"),  # was a 500 as well
+    ("/api/v1/workflows/2147483648", "workflow_id"),  # no such id can exist (PostgreSQL `integer`)
     ("/api/v1/workflows/0/logs", "workflow_id"),
 ])
 def test_numbers_out_of_range_are_422(api, path, field):
