@@ -14,6 +14,7 @@ from . import audit
 from .errors import error_body, install_exception_handlers
 from .headers import EnvelopeCORSMiddleware, SecurityHeadersMiddleware
 from .logs import setup_logging
+from .openapi import install_error_docs
 from .requestctx import RequestContextMiddleware
 from .settings import CommonSettings
 
@@ -47,6 +48,7 @@ def create_service_app(
         docs_url=f"/api/v1/{name}/docs", openapi_url=f"/api/v1/{name}/openapi.json", redoc_url=None,
     )
     install_exception_handlers(app)
+    install_error_docs(app)
     origins = settings.cors_allowed_origins()
     if origins:
         # No credentials (cookies): the API takes Bearer tokens, which a page sends explicitly.

@@ -189,6 +189,10 @@ _HTTP_CODES = {
 }
 
 
+# What FastAPI raises (a 400) when it cannot decode a request body at all.
+_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message}
     if details:
@@ -282,6 +286,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 403:
         _audit_refusal(request, 403, exc)
+    if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+        # A body FastAPI could not read at all (JSON that is not UTF-8, a broken form) is bad input like
+        # malformed JSON: 422 pointing at the body, not a bare 400.
+        issue = "could not be parsed: not UTF-8 JSON, or a malformed form"
+        details = {"field": "body", "issue": issue, "errors": [{"field": "body", "issue": issue}]}
+        return JSONResponse(error_body("VALIDATION_ERROR", "Invalid request", details), status_code=422)
     code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     if exc.status_code == 404 and message == "Not Found":

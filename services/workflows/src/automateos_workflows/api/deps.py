@@ -12,6 +12,7 @@ from sqlmodel import Session
 from automateos_common.control import RunControl
 from automateos_common.db import get_session
 from automateos_common.nodes.registry import NodeRegistry
+from automateos_common.params import MAX_DB_INT
 from automateos_common.secretstore import SecretStore
 
 from ..publisher import Publisher
@@ -48,7 +49,7 @@ def get_secret_store(request: Request) -> SecretStore:
 
 
 class Page:
-    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> None:
+    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=MAX_DB_INT)) -> None:
         self.limit = limit
         self.offset = offset
 

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from automateos_common import audit
 from automateos_common.errors import EmailTakenError, UnauthorizedError
 from automateos_common.jsonutil import utcnow
+from automateos_common.openapi import error_responses
 
 from ... import crud, sessions
 from ...keys import KeyRing
@@ -23,12 +24,14 @@ from ..deps import ClientIP, KeyRingDep, LimiterDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-LIMITED: dict[int | str, dict[str, Any]] = {429: {"description": "Too many attempts; see `Retry-After`"}}
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or refresh token"}, **LIMITED}
+REGISTER_ERRORS = error_responses(409, 429, descriptions={409: "This email is already registered (`EMAIL_TAKEN`)",
+                                                          429: "Too many attempts (`RATE_LIMITED`); see `Retry-After`"})
+UNAUTHORIZED = error_responses(401, 429, descriptions={401: "Bad credentials or refresh token (`UNAUTHORIZED`)",
+                                                       429: "Too many attempts (`RATE_LIMITED`); see `Retry-After`"})
 PasswordForm = Annotated[OAuth2PasswordRequestForm, Depends()]
 
 
-@router.post("/register", status_code=201, response_model=UserPublic, responses=LIMITED)
+@router.post("/register", status_code=201, response_model=UserPublic, responses=REGISTER_ERRORS)
 def register(body: UserRegister, request: Request, session: SessionDep, limiter: LimiterDep,
              ip: ClientIP) -> UserPublic:
     limiter.hit("register-ip", ip)

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.errors import ValidationError
+from automateos_common.openapi import error_responses
+from automateos_common.params import WorkflowId
 
 from ...accept import Acceptor
 from ...payloads import parse_payload, read_body, trigger_data
@@ -18,6 +20,16 @@ router = APIRouter(tags=["triggers"])
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Accepted: the run is queued",
                   "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
+WEBHOOK_RESPONSES = {**ACCEPTED, **error_responses(404, 405, 413, descriptions={
+    404: "Unknown, deleted or inactive workflow",
+    405: "The workflow's webhook answers to another method (`Allow` names it)",
+    413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
+})}
+EXECUTE_RESPONSES = {**ACCEPTED, **error_responses(404, 413, descriptions={
+    404: "No such workflow of the caller's (someone else's is 404 too)",
+    413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
+})}
+WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _accepted(execution_id: str) -> JSONResponse:
@@ -25,8 +37,6 @@ def _accepted(execution_id: str) -> JSONResponse:
                         headers={"Location": f"/api/v1/logs/{execution_id}"})
 
 
-@router.api_route("/hooks/{token}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], status_code=202,
-                  responses=ACCEPTED)
 async def webhook(token: str, request: Request) -> JSONResponse:
     """Start the workflow behind this webhook URL, with the method its webhook node names (POST by default).
 
@@ -41,8 +51,14 @@ async def webhook(token: str, request: Request) -> JSONResponse:
     return _accepted(run.id)
 
 
-@router.post("/api/v1/workflows/{workflow_id}/execute", status_code=202, responses=ACCEPTED)
-async def execute(workflow_id: int, request: Request, user: CurrentPrincipal) -> JSONResponse:
+# One route per method: each is its own operation in the OpenAPI document, with an id of its own.
+for _method in WEBHOOK_METHODS:
+    router.add_api_route("/hooks/{token}", webhook, methods=[_method], status_code=202, responses=WEBHOOK_RESPONSES,
+                         operation_id=f"webhook_{_method.lower()}", summary=f"Webhook ({_method})")
+
+
+@router.post("/api/v1/workflows/{workflow_id}/execute", status_code=202, responses=EXECUTE_RESPONSES)
+async def execute(workflow_id: WorkflowId, request: Request, user: CurrentPrincipal) -> JSONResponse:
     """Run the workflow now (the owner only); the JSON body becomes `trigger.payload`."""
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     try:

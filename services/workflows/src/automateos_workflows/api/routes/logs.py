@@ -10,6 +10,7 @@ from automateos_common.auth import CurrentPrincipal
 from automateos_common.control import ControlOutcome, RunControl
 from automateos_common.errors import ConflictError, NotFoundError, NotOwnedError, ValidationError
 from automateos_common.nodes.definition import validate_definition
+from automateos_common.openapi import error_responses
 from automateos_common.queue import submit_run
 from automateos_common.runs import RunState, RunStore
 
@@ -22,10 +23,10 @@ from ..deps import ControlDep, QueueDep, RedisDep, RegistryDep, SessionDep, Sett
 
 router = APIRouter(prefix="/api/v1/logs", tags=["runs"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Someone else's or an unknown execution, or its workflow was deleted"},
-    409: {"description": "Not applicable to the execution in its current status"},
-}
+_ERRORS = error_responses(404, 409, descriptions={
+    404: "Someone else's or an unknown execution, or its workflow was deleted",
+    409: "Not applicable to the execution in its current status",
+})
 
 
 def _live_run(redis: Redis, session: Session, execution_id: str) -> RunState | None:

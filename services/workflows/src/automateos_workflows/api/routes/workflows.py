@@ -4,6 +4,8 @@ from fastapi import APIRouter, Response
 
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.nodes.definition import validate_definition
+from automateos_common.openapi import error_responses
+from automateos_common.params import WorkflowId
 
 from ... import credentials, crud
 from ...models import Workflow
@@ -11,6 +13,8 @@ from ...schemas import RunsPublic, RunSummary, WorkflowCreate, WorkflowPublic, W
 from ..deps import PageDep, PublisherDep, RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+NOT_FOUND = error_responses(404, descriptions={404: "No such workflow of the caller's (someone else's is 404 too)"})
 
 
 def to_public(wf: Workflow, public_url: str) -> WorkflowPublic:
@@ -37,15 +41,15 @@ def list_workflows(user: CurrentPrincipal, session: SessionDep, settings: Settin
     return WorkflowsPublic(items=[to_public(w, settings.public_url) for w in items], total=total)
 
 
-@router.get("/{workflow_id}", response_model=WorkflowPublic)
-def get_workflow(workflow_id: int, user: CurrentPrincipal, session: SessionDep,
+@router.get("/{workflow_id}", response_model=WorkflowPublic, responses=NOT_FOUND)
+def get_workflow(workflow_id: WorkflowId, user: CurrentPrincipal, session: SessionDep,
                  settings: SettingsDep) -> WorkflowPublic:
     wf = crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=workflow_id)
     return to_public(wf, settings.public_url)
 
 
-@router.put("/{workflow_id}", response_model=WorkflowPublic)
-def update_workflow(workflow_id: int, body: WorkflowUpdate, user: CurrentPrincipal, session: SessionDep,
+@router.put("/{workflow_id}", response_model=WorkflowPublic, responses=NOT_FOUND)
+def update_workflow(workflow_id: WorkflowId, body: WorkflowUpdate, user: CurrentPrincipal, session: SessionDep,
                     settings: SettingsDep, registry: RegistryDep, publisher: PublisherDep) -> WorkflowPublic:
     wf = crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=workflow_id)
     if body.definition is not None:
@@ -57,8 +61,8 @@ def update_workflow(workflow_id: int, body: WorkflowUpdate, user: CurrentPrincip
     return to_public(wf, settings.public_url)
 
 
-@router.delete("/{workflow_id}", status_code=204)
-def delete_workflow(workflow_id: int, user: CurrentPrincipal, session: SessionDep,
+@router.delete("/{workflow_id}", status_code=204, responses=NOT_FOUND)
+def delete_workflow(workflow_id: WorkflowId, user: CurrentPrincipal, session: SessionDep,
                     publisher: PublisherDep) -> Response:
     wf = crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=workflow_id)
     assert wf.id is not None
@@ -69,8 +73,9 @@ def delete_workflow(workflow_id: int, user: CurrentPrincipal, session: SessionDe
     return Response(status_code=204)
 
 
-@router.get("/{workflow_id}/logs", response_model=RunsPublic)
-def list_workflow_runs(workflow_id: int, user: CurrentPrincipal, session: SessionDep, page: PageDep) -> RunsPublic:
+@router.get("/{workflow_id}/logs", response_model=RunsPublic, responses=NOT_FOUND)
+def list_workflow_runs(workflow_id: WorkflowId, user: CurrentPrincipal, session: SessionDep,
+                       page: PageDep) -> RunsPublic:
     crud.get_workflow(session=session, owner_id=user.user_id, workflow_id=workflow_id)
     items, total = crud.list_runs(session=session, owner_id=user.user_id, workflow_id=workflow_id,
                                   limit=page.limit, offset=page.offset)
