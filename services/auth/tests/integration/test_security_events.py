@@ -3,9 +3,7 @@ the auth service's consumer, the owner's `GET /api/v1/users/me/events`. Real Red
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import jwt
@@ -14,36 +12,12 @@ from services.auth.tests.factories import CLIENT_IP, AuthClient
 
 from automateos_auth.events import EventRecorder
 from automateos_common import audit
-from automateos_common.jsonutil import loads, utcnow
+from automateos_common.jsonutil import utcnow
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Tr0ub4dor&3-known-password"
 OTHER_PASSWORD = "a-wrong-known-password-41"
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    def events(self) -> list[dict]:
-        return [loads(line) for line in self.lines]
-
-
-@pytest.fixture
-def audit_lines() -> Iterator[Lines]:
-    handler = Lines()
-    handler.setFormatter(logging.Formatter("%(message)s"))  # what the audit logger's own handler writes
-    logger = logging.getLogger("automateos.audit")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 def record(auth: AuthClient) -> int:

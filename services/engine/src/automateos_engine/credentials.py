@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from automateos_common import audit
 from automateos_common.credentials import OpenedCredential
 from automateos_common.errors import NodeExecutionError
 from automateos_common.secretstore import SecretRef, SecretStore, SecretStoreError
@@ -56,5 +57,6 @@ class CredentialSource:
         except SecretStoreError as exc:
             # Names the key id at most; never any part of the value.
             raise NodeExecutionError(f"credential '{record['name']}' cannot be opened: {exc}") from None
+        audit.emit(audit.CREDENTIAL_READ, user_id=owner_id, credential_id=int(record["id"]), name=str(record["name"]))
         return OpenedCredential(id=int(record["id"]), name=str(record["name"]), type=str(record["type"]),
                                 fields={**record["public"], **secret}, version=int(record.get("version", 1)))

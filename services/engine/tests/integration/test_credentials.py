@@ -74,7 +74,7 @@ def run_once(redis, wf: Workflows, calls: list[httpx.Request], store: DatabaseSe
     return run
 
 
-def test_bearer_is_sent_and_no_record_of_the_run_holds_it(redis_client):
+def test_bearer_is_sent_and_no_record_of_the_run_holds_it(redis_client, audit_lines):
     wf = Workflows()
     wf.put(3, "github", "bearer", {}, {"token": SECRET})
     publish(redis_client, definition("github"), owner_id=OWNER)
@@ -88,6 +88,10 @@ def test_bearer_is_sent_and_no_record_of_the_run_holds_it(redis_client):
     raw = b"".join(v for v in redis_client.hgetall(RunStore.key(run.id)).values())
     assert SECRET.encode() not in raw
     assert SECRET not in json.dumps(step.input) and SECRET not in json.dumps(step.output)
+    # The engine's opening of the value is a security event of the owner's (without the value).
+    (read,) = [e for e in audit_lines.events() if e["event"] == "credential.read"]
+    assert read["user_id"] == OWNER and read["details"]["credential_id"] == 3 and read["details"]["name"] == "github"
+    assert SECRET not in "\n".join(audit_lines.lines)
 
 
 @pytest.mark.parametrize(("type_", "public", "secret", "check"), [

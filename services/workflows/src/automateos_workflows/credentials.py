@@ -20,6 +20,7 @@ from automateos_common.errors import (
     CredentialInUseError,
     CredentialNameTakenError,
     NotFoundError,
+    NotOwnedError,
     ValidationError,
     pydantic_errors,
 )
@@ -50,8 +51,11 @@ def find(*, session: Session, owner_id: int, ref: int | str) -> Credential | Non
 
 def get(*, session: Session, owner_id: int, credential_id: int) -> Credential:
     cred = session.get(Credential, credential_id)
-    if cred is None or cred.owner_id != owner_id:
+    if cred is None:
         raise NotFoundError("Credential not found")
+    if cred.owner_id != owner_id:
+        raise NotOwnedError("Credential not found", resource="credential", resource_id=credential_id,
+                            owner_id=cred.owner_id)
     return cred
 
 

@@ -172,3 +172,15 @@ def test_the_engine_gets_the_sealed_record_over_the_internal_api_only(service: S
         assert TOKEN not in r.text  # sealed: only a holder of the master key opens it
     assert service.client.get(f"/internal/v1/credentials/{OTHER}/github", headers=internal).status_code == 404
     assert service.client.get(f"/internal/v1/credentials/{OWNER}/github").status_code == 404
+
+
+def test_creating_changing_and_deleting_a_credential_are_security_events(service: ServiceClient, audit_lines):
+    cid = create(service).json()["id"]
+    assert service.client.patch(f"/api/v1/credentials/{cid}", json={"data": {"token": TOKEN + "-2"}},
+                                headers=service.headers(OWNER)).status_code == 200
+    assert service.client.get(f"/api/v1/credentials/{cid}", headers=service.headers(OTHER)).status_code == 404
+    assert service.client.delete(f"/api/v1/credentials/{cid}", headers=service.headers(OWNER)).status_code == 204
+    events = [(e["event"], e["user_id"], e.get("details", {}).get("credential_id")) for e in audit_lines.events()]
+    assert events == [("credential.created", OWNER, cid), ("credential.updated", OWNER, cid),
+                      ("access.denied", OWNER, None), ("credential.deleted", OWNER, cid)]
+    assert TOKEN not in "\n".join(audit_lines.lines)

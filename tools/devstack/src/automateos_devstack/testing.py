@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -92,6 +93,36 @@ def redis_client(redis_server: Server) -> Iterator[Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+class AuditLines(logging.Handler):
+    """The JSON lines the `automateos.audit` logger wrote during a test (see `audit_lines`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def audit_lines() -> Iterator[AuditLines]:
+    """Security events as the audit log has them (one JSON object per event)."""
+    handler = AuditLines()
+    handler.setFormatter(logging.Formatter("%(message)s"))  # what the audit logger's own handler writes
+    logger = logging.getLogger("automateos.audit")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as the services set it up (a test may run none)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

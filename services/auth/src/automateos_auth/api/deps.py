@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from sqlmodel import Session
 
 from automateos_common import audit
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.db import get_session
 from automateos_common.errors import UnauthorizedError
+from automateos_common.params import PageDep as PageDep  # the listings' ?limit&offset, for the routes
 from automateos_common.requestctx import client_ip
 
 from ..keys import KeyRing
@@ -56,10 +57,3 @@ def get_current_user(request: Request, session: SessionDep, principal: CurrentPr
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-class Page:
-    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> None:
-        self.limit = limit
-        self.offset = offset
-
-
-PageDep = Annotated[Page, Depends()]

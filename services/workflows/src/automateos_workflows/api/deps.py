@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from redis import Redis
 from rq import Queue
 from sqlmodel import Session
@@ -12,7 +12,7 @@ from sqlmodel import Session
 from automateos_common.control import RunControl
 from automateos_common.db import get_session
 from automateos_common.nodes.registry import NodeRegistry
-from automateos_common.params import MAX_DB_INT
+from automateos_common.params import PageDep as PageDep  # the listings' ?limit&offset, for the routes
 from automateos_common.secretstore import SecretStore
 
 from ..publisher import Publisher
@@ -48,12 +48,6 @@ def get_secret_store(request: Request) -> SecretStore:
     return store
 
 
-class Page:
-    def __init__(self, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=MAX_DB_INT)) -> None:
-        self.limit = limit
-        self.offset = offset
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[WorkflowsSettings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
@@ -61,5 +55,4 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 ControlDep = Annotated[RunControl, Depends(get_control)]
-PageDep = Annotated[Page, Depends()]
 SecretStoreDep = Annotated[SecretStore, Depends(get_secret_store)]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from automateos_common import audit
 from automateos_common.auth import CurrentPrincipal
+from automateos_common.openapi import error_responses
+from automateos_common.params import CredentialId
 
 from ... import credentials as crud
 from ...models import Credential
@@ -15,6 +18,9 @@ from ..deps import PageDep, SecretStoreDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
 Force = Annotated[bool, Query(description="Go ahead although workflows use the credential.")]
+NOT_FOUND = {404: "No such credential of the caller's (someone else's is 404 too)"}
+IN_USE = {409: "The name is taken (`CREDENTIAL_NAME_TAKEN`), or workflows use the credential "
+               "(`CREDENTIAL_IN_USE`, listed in `details.workflows`; `?force=true` goes ahead)"}
 
 
 def _public(session: SessionDep, owner_id: int, cred: Credential) -> CredentialPublic:
@@ -22,11 +28,14 @@ def _public(session: SessionDep, owner_id: int, cred: Credential) -> CredentialP
     return crud.to_public(cred, crud.used_by(session=session, owner_id=owner_id, creds=[cred])[cred.id])
 
 
-@router.post("", status_code=201, response_model=CredentialPublic)
-def create_credential(body: CredentialCreate, user: CurrentPrincipal, session: SessionDep,
+@router.post("", status_code=201, response_model=CredentialPublic,
+             responses=error_responses(409, descriptions={409: "The name is taken (`CREDENTIAL_NAME_TAKEN`)"}))
+def create_credential(body: CredentialCreate, request: Request, user: CurrentPrincipal, session: SessionDep,
                       store: SecretStoreDep) -> CredentialPublic:
     cred = crud.create(session=session, owner_id=user.user_id, data=body, store=store)
     session.commit()
+    audit.emit_for_request(request, audit.CREDENTIAL_CREATED, user_id=user.user_id, credential_id=cred.id,
+                           name=cred.name, type=cred.type)
     return _public(session, user.user_id, cred)
 
 
@@ -37,26 +46,34 @@ def list_credentials(user: CurrentPrincipal, session: SessionDep, page: PageDep)
     return CredentialsPublic(items=[crud.to_public(c, users[c.id]) for c in items if c.id is not None], total=total)
 
 
-@router.get("/{credential_id}", response_model=CredentialPublic)
-def get_credential(credential_id: int, user: CurrentPrincipal, session: SessionDep) -> CredentialPublic:
+@router.get("/{credential_id}", response_model=CredentialPublic, responses=error_responses(404, descriptions=NOT_FOUND))
+def get_credential(credential_id: CredentialId, user: CurrentPrincipal, session: SessionDep) -> CredentialPublic:
     cred = crud.get(session=session, owner_id=user.user_id, credential_id=credential_id)
     return _public(session, user.user_id, cred)
 
 
-@router.put("/{credential_id}", response_model=CredentialPublic)
-@router.patch("/{credential_id}", response_model=CredentialPublic)
-def update_credential(credential_id: int, body: CredentialUpdate, user: CurrentPrincipal, session: SessionDep,
-                      store: SecretStoreDep, force: Force = False) -> CredentialPublic:
+@router.put("/{credential_id}", response_model=CredentialPublic,
+            responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+@router.patch("/{credential_id}", response_model=CredentialPublic,
+              responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+def update_credential(credential_id: CredentialId, body: CredentialUpdate, request: Request, user: CurrentPrincipal,
+                      session: SessionDep, store: SecretStoreDep, force: Force = False) -> CredentialPublic:
     cred = crud.get(session=session, owner_id=user.user_id, credential_id=credential_id)
     cred = crud.update(session=session, cred=cred, data=body, store=store, force=force)
     session.commit()
+    audit.emit_for_request(request, audit.CREDENTIAL_UPDATED, user_id=user.user_id, credential_id=cred.id,
+                           name=cred.name, value_changed=body.data is not None)
     return _public(session, user.user_id, cred)
 
 
-@router.delete("/{credential_id}", status_code=204)
-def delete_credential(credential_id: int, user: CurrentPrincipal, session: SessionDep, store: SecretStoreDep,
-                      force: Force = False) -> Response:
+@router.delete("/{credential_id}", status_code=204,
+               responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+def delete_credential(credential_id: CredentialId, request: Request, user: CurrentPrincipal, session: SessionDep,
+                      store: SecretStoreDep, force: Force = False) -> Response:
     cred = crud.get(session=session, owner_id=user.user_id, credential_id=credential_id)
+    name = cred.name
     crud.delete(session=session, cred=cred, store=store, force=force)
     session.commit()
+    audit.emit_for_request(request, audit.CREDENTIAL_DELETED, user_id=user.user_id, credential_id=credential_id,
+                           name=name, forced=force)
     return Response(status_code=204)
