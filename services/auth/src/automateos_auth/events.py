@@ -11,15 +11,10 @@ dropped; their log line is the record.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import time
 from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import Engine, Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -27,13 +22,12 @@ from sqlmodel import Session, col, select
 
 from automateos_common.audit import STREAM
 from automateos_common.jsonutil import loads, parse_iso
+from automateos_common.streams import CLAIM_IDLE_MS, Entry, StreamRecorder
 
 from .models import SecurityEvent, User
 
 log = logging.getLogger(__name__)
 GROUP = "audit"
-CLAIM_IDLE_MS = 60_000
-Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 def _row(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
@@ -71,23 +65,16 @@ def list_events(*, session: Session, user_id: int, limit: int, offset: int) -> t
     return list(items), int(total)
 
 
-class EventRecorder:
+class EventRecorder(StreamRecorder):
+    label = "security events"
+
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, consumer: str | None = None,
                  claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
+        super().__init__(redis, stream=STREAM, group=GROUP, batch=batch, consumer=consumer,
+                         claim_idle_ms=claim_idle_ms)
         self.engine = engine
-        self.redis = redis
-        self.batch = batch
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.claim_idle_ms = claim_idle_ms
 
-    def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _record(self, entries: list[Entry]) -> int:
+    def record(self, entries: list[Entry]) -> int:
         if not entries:
             return 0
         rows = [r for r in (_row(fields) for _, fields in entries) if r is not None]
@@ -104,8 +91,7 @@ class EventRecorder:
                 written = self._record_one_by_one(rows)
         ids = [eid for eid, _ in entries]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(STREAM, GROUP, *ids)
-            pipe.xdel(STREAM, *ids)
+            self.acknowledge(pipe, ids)
             pipe.execute()
         return written
 
@@ -119,53 +105,3 @@ class EventRecorder:
                 except IntegrityError:
                     session.rollback()
         return written
-
-    def step(self, block_ms: int | None = 1000) -> int:
-        """Record one batch of new entries; returns the events written."""
-        resp: Any = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=self.batch, block=block_ms)
-        return self._record(resp[0][1] if resp else [])
-
-    def recover(self) -> int:
-        """Entries this consumer read but never acknowledged, and those of a dead one."""
-        n = 0
-        own: Any = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: "0"}, count=self.batch)
-        if own and own[0][1]:
-            n += self._record(own[0][1])
-        start = "0-0"
-        while True:
-            claim: Any = self.redis.xautoclaim(STREAM, GROUP, self.consumer, self.claim_idle_ms, start_id=start,
-                                               count=self.batch)
-            start, claimed = claim[0], claim[1]
-            n += self._record([e for e in claimed if e[1]])
-            if start in (b"0-0", "0-0"):
-                return n
-
-    def drain(self) -> int:
-        """Everything in the stream now (tests, and nothing else: the thread runs `run_forever`)."""
-        self.ensure_group()
-        n = self.recover()
-        while True:
-            resp: Any = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=self.batch)
-            if not resp or not resp[0][1]:
-                return n
-            n += self._record(resp[0][1])
-
-    def run_forever(self, stop: threading.Event) -> None:
-        ready = False
-        next_recover = 0.0
-        while not stop.is_set():
-            try:
-                if not ready:
-                    self.ensure_group()
-                    ready = True
-                if time.monotonic() >= next_recover:
-                    self.recover()
-                    next_recover = time.monotonic() + self.claim_idle_ms / 1000
-                self.step()
-            except (RedisError, OSError) as exc:
-                log.warning("security events: Redis unavailable (%s); retrying", type(exc).__name__)
-                ready = False
-                stop.wait(1.0)
-            except Exception:
-                log.exception("security events: batch failed; retrying")
-                stop.wait(1.0)

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
-import time
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import Engine, Table, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
@@ -27,12 +24,12 @@ from sqlmodel import Session, col, select
 from automateos_common.jsonutil import dumps_str
 from automateos_common.runs import EVENTS_STREAM, RunState, RunStore, history_value
 from automateos_common.settings import CommonSettings
+from automateos_common.streams import CLAIM_IDLE_MS, Entry, StreamRecorder
 
 from .models import Execution, ExecutionStep, Workflow
 
 log = logging.getLogger(__name__)
 GROUP = "recorder"
-CLAIM_IDLE_MS = 60_000
 DEFAULT_VALUE_LIMIT: int = CommonSettings.model_fields["step_output_max_bytes"].default
 
 
@@ -128,30 +125,21 @@ def upsert_runs(session: Session, engine: Engine, runs: list[RunState], *,
     return [r.id for r in runs if r.id in written]
 
 
-class Recorder:
+class Recorder(StreamRecorder):
+    label = "recorder"
+
     def __init__(self, engine: Engine, redis: Redis, *, batch: int = 500, finished_ttl_s: int = 300,
                  consumer: str | None = None, claim_idle_ms: int = CLAIM_IDLE_MS,
                  value_limit: int = DEFAULT_VALUE_LIMIT, linger_ms: int = 0, nice: int = 0) -> None:
+        super().__init__(redis, stream=EVENTS_STREAM, group=GROUP, batch=batch, consumer=consumer,
+                         claim_idle_ms=claim_idle_ms, linger_ms=linger_ms)
         self.engine = engine
         self.value_limit = value_limit  # AUTOMATEOS_STEP_OUTPUT_MAX_BYTES
-        self.redis = redis
         self.store = RunStore(redis)
-        self.batch = batch
         self.finished_ttl_s = finished_ttl_s
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.claim_idle_ms = claim_idle_ms
-        self.linger_s = linger_ms / 1000  # after a short batch, let events gather before reading again
-        self.last_entries = 0  # stream entries the last step() read
         self.nice = nice  # the recorder thread's niceness (see lower_priority)
 
-    def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _record(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+    def record(self, entries: list[Entry]) -> int:
         if not entries:
             return 0
         ids = list(dict.fromkeys(fields[b"run"].decode() for _, fields in entries if b"run" in fields))
@@ -170,8 +158,7 @@ class Recorder:
         finished = [r for r in states.values() if r.is_terminal]
         entry_ids = [eid for eid, _ in entries]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(EVENTS_STREAM, GROUP, *entry_ids)
-            pipe.xdel(EVENTS_STREAM, *entry_ids)
+            self.acknowledge(pipe, entry_ids)
             for r in finished:
                 pipe.expire(self.store.key(r.id), self.finished_ttl_s)
             pipe.execute()
@@ -188,29 +175,6 @@ class Recorder:
                     session.rollback()
                     log.info("run %s dropped: its workflow was deleted", run.id)
 
-    def step(self, block_ms: int = 1000) -> int:
-        """Process one batch; returns the number of runs recorded."""
-        resp: Any = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch,
-                                          block=block_ms)
-        entries = resp[0][1] if resp else []
-        self.last_entries = len(entries)
-        return self._record(entries)
-
-    def recover(self) -> int:
-        """Take over entries another (dead) consumer read but never acknowledged, and our own."""
-        n = 0
-        own: Any = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"}, count=self.batch)
-        if own and own[0][1]:
-            n += self._record(own[0][1])
-        start = "0-0"
-        while True:
-            claim: Any = self.redis.xautoclaim(EVENTS_STREAM, GROUP, self.consumer, self.claim_idle_ms,
-                                               start_id=start, count=self.batch)
-            start, claimed = claim[0], claim[1]
-            n += self._record([e for e in claimed if e[1]])
-            if start in (b"0-0", "0-0"):
-                return n
-
     def lower_priority(self) -> None:
         """Make the calling thread (Linux: a thread has a niceness of its own) yield the CPU to the rest."""
         if self.nice <= 0 or not sys.platform.startswith("linux"):
@@ -221,25 +185,5 @@ class Recorder:
         except OSError as exc:
             log.info("recorder: could not lower its priority (%s)", exc)
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def on_start(self) -> None:
         self.lower_priority()
-        ready = False
-        next_recover = 0.0
-        while not stop.is_set():
-            try:
-                if not ready:
-                    self.ensure_group()
-                    ready = True
-                if time.monotonic() >= next_recover:
-                    self.recover()  # entries a dead replica read but never recorded
-                    next_recover = time.monotonic() + self.claim_idle_ms / 1000
-                self.step()
-                if 0 < self.last_entries < self.batch and self.linger_s:
-                    stop.wait(self.linger_s)
-            except (RedisError, OSError) as exc:
-                log.warning("recorder: Redis unavailable (%s); retrying", exc)
-                ready = False
-                stop.wait(1.0)
-            except Exception:
-                log.exception("recorder batch failed; retrying")
-                stop.wait(1.0)
