@@ -94,3 +94,21 @@ def assert_errors_documented(doc: dict[str, Any]) -> None:
                 assert "401" in errors, (method, path)
             for code, r in errors.items():
                 assert r["content"]["application/json"]["schema"] == envelope, (method, path, code)
+
+
+def fuzz_tests(schema: Any, check: Callable[[Any, Any], None] | None = None) -> tuple[Any, Any]:
+    """A service's two schemathesis tests, for its module to bind to `test_...` names: every operation
+    fuzzed against the served app (the module's `api` fixture), `check(case, response)` after each;
+    and the document declaring its errors with the envelope."""
+
+    @schema.parametrize()
+    @fuzz_settings
+    def test_api(case: Any, api: Served) -> None:
+        response = api.call_and_validate(case)
+        if check is not None:
+            check(case, response)
+
+    def test_the_document_declares_the_error_envelope() -> None:
+        assert_errors_documented(schema.raw_schema)
+
+    return test_api, test_the_document_declares_the_error_envelope

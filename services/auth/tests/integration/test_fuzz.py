@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from libs.common.tests.fuzzing import (
     Served,
-    assert_errors_documented,
-    fuzz_settings,
+    fuzz_tests,
     load_schema,
     module_redis,
     serving,
@@ -46,14 +45,7 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
             yield served
 
 
-@schema.parametrize()
-@fuzz_settings
-def test_auth_api(case, api):
-    api.call_and_validate(case)
-
-
-def test_the_document_declares_the_error_envelope():
-    assert_errors_documented(schema.raw_schema)
+test_auth_api, test_the_document_declares_the_error_envelope = fuzz_tests(schema)
 
 
 def test_a_body_that_is_not_utf8_is_422(api):

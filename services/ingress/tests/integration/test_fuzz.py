@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from libs.common.tests.fuzzing import (
     Served,
-    assert_errors_documented,
-    fuzz_settings,
+    fuzz_tests,
     load_schema,
     module_redis,
     serving,
@@ -57,14 +56,7 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
             get_settings.cache_clear()
 
 
-@schema.parametrize()
-@fuzz_settings
-def test_ingress_api(case, api):
-    api.call_and_validate(case)
-
-
-def test_the_document_declares_the_error_envelope():
-    assert_errors_documented(schema.raw_schema)
+test_ingress_api, test_the_document_declares_the_error_envelope = fuzz_tests(schema)
 
 
 def test_a_workflow_id_out_of_range_is_422(api):

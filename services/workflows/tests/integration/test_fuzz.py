@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from libs.common.tests.fuzzing import (
     Served,
-    assert_errors_documented,
-    fuzz_settings,
+    fuzz_tests,
     load_schema,
     module_redis,
     serving,
@@ -53,14 +52,7 @@ def api(tmp_path_factory, redis_server) -> Iterator[Served]:
             yield served
 
 
-@schema.parametrize()
-@fuzz_settings
-def test_workflows_api(case, api):
-    api.call_and_validate(case)
-
-
-def test_the_document_declares_the_error_envelope():
-    assert_errors_documented(schema.raw_schema)
+test_workflows_api, test_the_document_declares_the_error_envelope = fuzz_tests(schema)
 
 
 @pytest.mark.parametrize(("path", "field"), [
