@@ -18,7 +18,8 @@ from automateos_common import audit
 from automateos_common.credentials import OpenedCredential
 from automateos_common.errors import NodeExecutionError
 from automateos_common.secretstore import SecretRef, SecretStore, SecretStoreError
-from automateos_common.settings import INTERNAL_HEADER
+
+from .internal import internal_get
 
 
 class CredentialSource:
@@ -30,23 +31,11 @@ class CredentialSource:
         self._client = client
 
     def _fetch(self, owner_id: int, ref: int | str) -> dict[str, Any] | None:
-        client = self._client or httpx.Client(timeout=10.0, trust_env=False)
-        try:
-            resp = client.get(f"{self.workflows_url}/internal/v1/credentials/{owner_id}/{quote(str(ref), safe='')}",
-                              headers={INTERNAL_HEADER: self._secret})
-        except httpx.HTTPError as exc:
-            raise NodeExecutionError(f"credential '{ref}': the workflows service is unreachable "
-                                     f"({type(exc).__name__})", kind="connection_error") from None
-        finally:
-            if self._client is None:
-                client.close()
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise NodeExecutionError(f"credential '{ref}': the workflows service answered {resp.status_code}",
-                                     kind="5xx")
-        data: dict[str, Any] = resp.json()
-        return data
+        record: dict[str, Any] | None = internal_get(
+            f"{self.workflows_url}/internal/v1/credentials/{owner_id}/{quote(str(ref), safe='')}", self._secret,
+            client=self._client,
+            failed=lambda why, kind: NodeExecutionError(f"credential '{ref}': the workflows service {why}", kind=kind))
+        return record
 
     def open(self, owner_id: int, ref: int | str) -> OpenedCredential:
         record = self._fetch(owner_id, ref)

@@ -7,7 +7,8 @@ from redis import Redis
 
 from automateos_common import catalog
 from automateos_common.catalog import CatalogEntry
-from automateos_common.settings import INTERNAL_HEADER
+
+from .internal import internal_get
 
 
 class DefinitionUnavailable(RuntimeError):
@@ -32,20 +33,11 @@ class DefinitionSource:
         return self._fetch(workflow_id)
 
     def _fetch(self, workflow_id: int) -> CatalogEntry | None:
-        client = self._client or httpx.Client(timeout=10.0, trust_env=False)
-        try:
-            resp = client.get(f"{self.workflows_url}/internal/v1/workflows/{workflow_id}",
-                              headers={INTERNAL_HEADER: self._secret})
-        except httpx.HTTPError as exc:
-            raise DefinitionUnavailable(f"workflows service unreachable: {type(exc).__name__}") from None
-        finally:
-            if self._client is None:
-                client.close()
-        if resp.status_code == 404:
+        data = internal_get(f"{self.workflows_url}/internal/v1/workflows/{workflow_id}", self._secret,
+                            client=self._client,
+                            failed=lambda why, _kind: DefinitionUnavailable(f"workflows service {why}"))
+        if data is None:
             return None
-        if resp.status_code != 200:
-            raise DefinitionUnavailable(f"workflows service answered {resp.status_code}")
-        data = resp.json()
         return CatalogEntry(workflow_id=data["id"], owner_id=data["owner_id"], is_active=data["is_active"],
                             version=data["version"], definition=data["definition"],
                             webhook_token=data["webhook_token"])
