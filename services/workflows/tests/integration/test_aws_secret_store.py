@@ -20,11 +20,12 @@ from automateos_common.secretstore import SecretRef, SecretSettings, SecretStore
 from automateos_engine.credentials import CredentialSource
 from automateos_engine.settings import EngineSettings
 from automateos_workflows import credentials as crud
+from automateos_workflows.__main__ import main
 from automateos_workflows.keys import rotate
 from automateos_workflows.main import create_app
 from automateos_workflows.models import Credential
 from automateos_workflows.schemas import CredentialCreate
-from automateos_workflows.settings import get_settings
+from automateos_workflows.settings import WorkflowsSettings, get_settings
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def test_a_moved_arn_or_envelope_does_not_open(aws_service: ServiceClient, aws, 
         store.get(SecretRef(OWNER, mine, envelope))
 
 
-def test_keys_rotate_rewraps_inside_aws(db_engine, tmp_path, aws, aws_env):
+def test_keys_rotate_rewraps_inside_aws(db_engine, db_url, tmp_path, aws, aws_env, monkeypatch, capsys):
     old, new = new_master_key_text(), new_master_key_text()
 
     def store(*keys: str) -> AwsSecretStore:
@@ -201,6 +202,14 @@ def test_keys_rotate_rewraps_inside_aws(db_engine, tmp_path, aws, aws_env):
     with Session(db_engine) as session:
         assert {c.id: c.secret_ref for c in session.exec(Credential.__table__.select()).all()} == \
             {cid: ref.reference for cid, ref in refs.items()}  # type: ignore[attr-defined]
+
+    # The command, as an operator runs it with the aws store: nothing left to re-wrap, exit 0.
+    settings = WorkflowsSettings.model_validate({"database_url": db_url, "master_keys": f"{new},{old}",
+                                                 "data_dir": tmp_path / "data", "secret_store": "aws",
+                                                 "aws_region": REGION, "aws_endpoint_url": aws_env})
+    monkeypatch.setattr("automateos_workflows.__main__.get_settings", lambda: settings)
+    assert main(["keys", "rotate"]) == 0
+    assert "0 credentials re-wrapped" in capsys.readouterr().out
 
 
 def test_aws_unreachable_is_503_with_no_secret(tmp_path, db_url, redis_client, aws_env):
