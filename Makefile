@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-PACKAGES := -e libs/common -e services/auth -e services/workflows -e services/ingress -e services/engine \
+PACKAGES := -e "libs/common[aws]" -e services/auth -e services/workflows -e services/ingress -e services/engine \
             -e "tools/devstack[test]"
 SOURCES  := libs/common/src services/auth/src services/workflows/src services/ingress/src \
             services/engine/src tools/devstack/src bench

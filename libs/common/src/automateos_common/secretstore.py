@@ -11,8 +11,8 @@ it was wrapped with; several master keys may be configured at once (the first on
 them opens), which is how `keys rotate` re-wraps every row without downtime.
 
 The database store's reference *is* the sealed envelope (a JSON string kept in the credential's
-row); another store (a cloud secret manager) would return a locator instead and keep the value
-elsewhere. Callers pass the row's owner and id with the reference (`SecretRef`), never ones read
+row); the `aws` store (awsstore.py) keeps the envelope in AWS Secrets Manager and returns the
+secret's ARN. Callers pass the row's owner and id with the reference (`SecretRef`), never ones read
 from the envelope, so the binding is checked against where the envelope was found.
 """
 
@@ -25,14 +25,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from .settings import CommonSettings, read_or_create_file
+
+if TYPE_CHECKING:
+    from .awsstore import AwsSecretStore
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -178,6 +181,16 @@ class Keyring:
         return orjson.dumps(data).decode()
 
 
+class RewrappingStore(SecretStore, Protocol):
+    """A store `keys rotate` can re-wrap: every store we ship."""
+
+    keyring: Keyring
+
+    def rewrap(self, ref: SecretRef) -> str | None:
+        """The new reference once the value's data key is wrapped by the primary key; None when it already is."""
+        ...
+
+
 class DatabaseSecretStore:
     """The default store: the sealed envelope is the reference, kept in the credential's own row."""
 
@@ -201,10 +214,24 @@ class DatabaseSecretStore:
 class SecretSettings(CommonSettings):
     """Master keys and the store, for the services that seal (workflows) or open (engine) values."""
 
-    secret_store: Literal["database"] = Field(
+    secret_store: Literal["database", "aws"] = Field(
         default="database",
-        description="Where credential values are kept: `database` (envelope-encrypted in the credential's row) "
-                    "(AUTOMATEOS_SECRET_STORE).")
+        description="Where credential values are kept: `database` (envelope-encrypted in the credential's row) or "
+                    "`aws` (the envelope in AWS Secrets Manager, the row holding its ARN) (AUTOMATEOS_SECRET_STORE).")
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AUTOMATEOS_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region of the `aws` store (AUTOMATEOS_AWS_REGION, else AWS_REGION or AWS_DEFAULT_REGION).")
+    aws_endpoint_url: str | None = Field(
+        default=None, description="Secrets Manager endpoint instead of AWS's own, e.g. moto or LocalStack "
+                                  "(AUTOMATEOS_AWS_ENDPOINT_URL).")
+    aws_secret_prefix: str = Field(
+        default="automateos/", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9/_+=.@-]+$",
+        description="Start of every secret's name: `<prefix><owner id>/<credential id>` "
+                    "(AUTOMATEOS_AWS_SECRET_PREFIX).")
+    aws_secret_recovery_days: int = Field(
+        default=7, ge=0, le=30,
+        description="Recovery window of a deleted credential's secret, 7-30 days; 0 deletes it at once, with no "
+                    "recovery (AUTOMATEOS_AWS_SECRET_RECOVERY_DAYS).")
     master_key: SecretStr | None = Field(
         default=None, description="Base64 of the 32-byte master key (AUTOMATEOS_MASTER_KEY).")
     master_keys: SecretStr | None = Field(
@@ -215,6 +242,23 @@ class SecretSettings(CommonSettings):
         default=None,
         description="A file holding the master key (or one key a line, the new one first): the compose secret "
                     "(AUTOMATEOS_MASTER_KEY_FILE).")
+
+    @field_validator("secret_store", mode="before")
+    @classmethod
+    def _known_store(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in ("database", "aws"):
+            raise ValueError(f"AUTOMATEOS_SECRET_STORE must be 'database' or 'aws', not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> SecretSettings:
+        if self.secret_store == "aws" and not (self.aws_region or "").strip():
+            raise ValueError("AUTOMATEOS_SECRET_STORE=aws needs a region: set AUTOMATEOS_AWS_REGION "
+                             "(or AWS_REGION / AWS_DEFAULT_REGION)")
+        if 0 < self.aws_secret_recovery_days < 7:
+            raise ValueError("AUTOMATEOS_AWS_SECRET_RECOVERY_DAYS must be 0 (delete at once) or 7-30 "
+                             "(AWS's recovery window)")
+        return self
 
     def keyring(self, data_dir: Path) -> Keyring:
         """The configured keys (AUTOMATEOS_MASTER_KEYS, then _KEY, then _KEY_FILE, in that order when several
@@ -239,5 +283,13 @@ class SecretSettings(CommonSettings):
                     keys.append(key)
         return Keyring(keys)
 
-    def make_secret_store(self, data_dir: Path) -> DatabaseSecretStore:
-        return DatabaseSecretStore(self.keyring(data_dir))
+    def make_secret_store(self, data_dir: Path) -> DatabaseSecretStore | AwsSecretStore:
+        """The configured store (AUTOMATEOS_SECRET_STORE): the one factory of workflows and the engine."""
+        keyring = self.keyring(data_dir)
+        if self.secret_store == "aws":
+            from .awsstore import AwsSecretStore
+
+            assert self.aws_region is not None  # checked when the settings were read
+            return AwsSecretStore(keyring, region=self.aws_region.strip(), prefix=self.aws_secret_prefix,
+                                  recovery_days=self.aws_secret_recovery_days, endpoint_url=self.aws_endpoint_url)
+        return DatabaseSecretStore(keyring)

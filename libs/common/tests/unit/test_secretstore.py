@@ -129,3 +129,31 @@ def test_keys_come_from_the_environment(tmp_path, monkeypatch) -> None:
     assert [k.key for k in SecretSettings().keyring(tmp_path).keys] == [parse_master_key(b).key,
                                                                        parse_master_key(a).key]
     assert not (tmp_path / "master-key").exists()  # configured keys: no dev key generated
+
+
+def test_the_store_is_chosen_and_checked_when_the_settings_are_read(monkeypatch, tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from automateos_common.awsstore import AwsSecretStore
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AUTOMATEOS_AWS_REGION", "AUTOMATEOS_SECRET_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(SecretSettings().make_secret_store(tmp_path), DatabaseSecretStore)
+    monkeypatch.setenv("AUTOMATEOS_SECRET_STORE", "vault")
+    with pytest.raises(ValidationError, match="AUTOMATEOS_SECRET_STORE must be 'database' or 'aws', not 'vault'"):
+        SecretSettings()
+    monkeypatch.setenv("AUTOMATEOS_SECRET_STORE", "aws")
+    with pytest.raises(ValidationError, match="AUTOMATEOS_SECRET_STORE=aws needs a region"):
+        SecretSettings()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # boto3's usual variables count
+    assert SecretSettings().aws_region == "eu-central-1"
+    monkeypatch.setenv("AUTOMATEOS_AWS_REGION", "us-west-2")  # ours first
+    settings = SecretSettings()
+    assert settings.aws_region == "us-west-2"
+    store = settings.make_secret_store(tmp_path)
+    assert isinstance(store, AwsSecretStore)
+    assert store.client.meta.region_name == "us-west-2"  # no AWS call: a client is made without one
+    assert store.secret_name(3, 9) == "automateos/3/9"
+    monkeypatch.setenv("AUTOMATEOS_AWS_SECRET_RECOVERY_DAYS", "3")
+    with pytest.raises(ValidationError, match=r"must be 0 \(delete at once\) or 7-30"):
+        SecretSettings()

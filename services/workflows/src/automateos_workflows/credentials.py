@@ -21,11 +21,12 @@ from automateos_common.errors import (
     CredentialNameTakenError,
     NotFoundError,
     NotOwnedError,
+    ServiceUnavailableError,
     ValidationError,
     pydantic_errors,
 )
 from automateos_common.jsonutil import utcnow
-from automateos_common.secretstore import SecretRef, SecretStore
+from automateos_common.secretstore import SecretRef, SecretStore, SecretStoreError
 
 from .models import Credential, Workflow
 from .schemas import CredentialCreate, CredentialPublic, CredentialUpdate, WorkflowRef
@@ -126,6 +127,22 @@ def _flush(session: Session) -> None:
         raise CredentialNameTakenError(details={"field": "name"}) from None
 
 
+def _put(store: SecretStore, owner_id: int, credential_id: int, secret: bytes) -> str:
+    try:
+        return store.put(owner_id, credential_id, secret)
+    except SecretStoreError as exc:  # the store's message names no part of the value
+        raise ServiceUnavailableError(f"The secret store cannot keep the value: {exc}",
+                                      headers={"Retry-After": "5"}) from None
+
+
+def _delete(store: SecretStore, ref: SecretRef) -> None:
+    try:
+        store.delete(ref)
+    except SecretStoreError as exc:
+        raise ServiceUnavailableError(f"The secret store cannot delete the value: {exc}",
+                                      headers={"Retry-After": "5"}) from None
+
+
 def create(*, session: Session, owner_id: int, data: CredentialCreate, store: SecretStore) -> Credential:
     public, secret, value_hint = _validated(data.type, data.data)
     _check_name(session, owner_id, data.name)
@@ -134,7 +151,7 @@ def create(*, session: Session, owner_id: int, data: CredentialCreate, store: Se
     session.add(cred)
     _flush(session)  # the id is part of what the value is sealed to
     assert cred.id is not None
-    cred.secret_ref = store.put(owner_id, cred.id, secret)
+    cred.secret_ref = _put(store, owner_id, cred.id, secret)
     session.add(cred)
     session.flush()
     return cred
@@ -158,8 +175,9 @@ def update(*, session: Session, cred: Credential, data: CredentialUpdate, store:
         public, secret, value_hint = _validated(cred.type, data.data)
         old = SecretRef(cred.owner_id, cred.id, cred.secret_ref)
         cred.public, cred.hint = public, value_hint
-        cred.secret_ref = store.put(cred.owner_id, cred.id, secret)
-        store.delete(old)
+        cred.secret_ref = _put(store, cred.owner_id, cred.id, secret)
+        if cred.secret_ref != old.reference:  # a store that keeps versions (aws) put a new one at the same place
+            _delete(store, old)
         cred.version += 1
         changed = True
     if changed:
@@ -177,4 +195,4 @@ def delete(*, session: Session, cred: Credential, store: SecretStore, force: boo
     ref = SecretRef(cred.owner_id, cred.id, cred.secret_ref)
     session.delete(cred)
     session.flush()
-    store.delete(ref)
+    _delete(store, ref)

@@ -4,7 +4,9 @@ During a rotation every service is configured with both keys, the new one first
 (AUTOMATEOS_MASTER_KEYS=new,old): new values are sealed with it and every value opens, whichever
 key sealed it. `rotate` then re-wraps row by row, each in its own short transaction (the value
 itself is never decrypted, only its data key), so it can be stopped and run again: rows already
-under the new key are left alone. When it reports nothing left, the old key can be removed.
+under the new key are left alone. When it reports nothing left, the old key can be removed. With the
+`aws` store the envelopes are in AWS Secrets Manager: each is read, re-wrapped and put back as a new
+version of its secret (same ARN).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from automateos_common.secretstore import DatabaseSecretStore, SecretRef, SecretStoreError
+from automateos_common.secretstore import RewrappingStore, SecretRef, SecretStoreError
 
 from .models import Credential
 
@@ -26,7 +28,7 @@ class RotationReport:
     failed: dict[int, str] = field(default_factory=dict)  # credential id -> why (never any part of a value)
 
 
-def rotate(engine: Engine, store: DatabaseSecretStore, *, batch: int = 100) -> RotationReport:
+def rotate(engine: Engine, store: RewrappingStore, *, batch: int = 100) -> RotationReport:
     report = RotationReport()
     last = 0
     while True:

@@ -102,7 +102,8 @@ class Credential(SQLModel, table=True):
     type: str = Field(max_length=32)
     # The type's non-secret fields (header name, username, token URL ...), shown as they are.
     public: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
-    # The SecretStore's reference to the secret fields: for the database store, the sealed envelope itself.
+    # The SecretStore's reference to the secret fields: the sealed envelope itself (database store), or the ARN
+    # of the AWS Secrets Manager secret that holds it (aws store).
     secret_ref: str = Field(sa_column=Column(Text, nullable=False))
     hint: str | None = Field(default=None, max_length=16)  # "****abcd", or none for a short value
     version: int = Field(default=1)  # +1 on every change of the value: the engine's cache key

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -256,3 +257,39 @@ class PostgresServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def find_moto_server() -> str:
+    """The `moto_server` script of moto[server] (tests only), next to this interpreter or on PATH."""
+    beside = Path(os.path.realpath(sys.executable)).parent / "moto_server"
+    for candidate in (Path(sys.executable).parent / "moto_server", beside):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("moto_server")
+    if found is None:
+        raise RuntimeError("no moto_server found: `pip install 'moto[server]'` (tools/devstack[test])")
+    return found
+
+
+@dataclass
+class MotoServer:
+    """moto's stand-alone server: a real HTTP process that answers AWS APIs (Secrets Manager ...) on loopback,
+    holding its state in memory; nothing leaves the machine."""
+
+    port: int = field(default_factory=free_port)
+    binary: str = field(default_factory=find_moto_server)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        # The server itself needs no AWS credentials; clients send dummy ones (see the aws_env fixture).
+        self.proc = subprocess.Popen([self.binary, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM, 10)

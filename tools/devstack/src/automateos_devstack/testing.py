@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from .servers import PostgresServer, RedisServer, docker_available, free_port
+from .servers import MotoServer, PostgresServer, RedisServer, docker_available, free_port
 from .stack import Stack
 
 
@@ -93,6 +93,33 @@ def redis_client(redis_server: Server) -> Iterator[Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Server]:
+    """moto's server mode as its own process on a free loopback port: AWS Secrets Manager for the tests."""
+    server = MotoServer().start()
+    try:
+        yield Server(url=server.url, kind="local")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Dummy AWS credentials for this test only, and moto's state reset before it; yields the endpoint URL."""
+    import httpx
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")  # no profile of the machine's may leak in
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    httpx.post(f"{moto_server.url}/moto-api/reset", trust_env=False).raise_for_status()
+    yield moto_server.url
 
 
 class AuditLines(logging.Handler):

@@ -18,6 +18,8 @@ from ..deps import PageDep, SecretStoreDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
 Force = Annotated[bool, Query(description="Go ahead although workflows use the credential.")]
+STORE_DOWN = {503: "The secret store (AWS Secrets Manager with the `aws` store) is unreachable or refused; retry "
+                   "shortly (`SERVICE_UNAVAILABLE`)"}
 NOT_FOUND = {404: "No such credential of the caller's (someone else's is 404 too)"}
 IN_USE = {409: "The name is taken (`CREDENTIAL_NAME_TAKEN`), or workflows use the credential "
                "(`CREDENTIAL_IN_USE`, listed in `details.workflows`; `?force=true` goes ahead)"}
@@ -29,7 +31,8 @@ def _public(session: SessionDep, owner_id: int, cred: Credential) -> CredentialP
 
 
 @router.post("", status_code=201, response_model=CredentialPublic,
-             responses=error_responses(409, descriptions={409: "The name is taken (`CREDENTIAL_NAME_TAKEN`)"}))
+             responses=error_responses(409, 503, descriptions={409: "The name is taken (`CREDENTIAL_NAME_TAKEN`)",
+                                                          **STORE_DOWN}))
 def create_credential(body: CredentialCreate, request: Request, user: CurrentPrincipal, session: SessionDep,
                       store: SecretStoreDep) -> CredentialPublic:
     cred = crud.create(session=session, owner_id=user.user_id, data=body, store=store)
@@ -53,9 +56,9 @@ def get_credential(credential_id: CredentialId, user: CurrentPrincipal, session:
 
 
 @router.put("/{credential_id}", response_model=CredentialPublic,
-            responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+            responses=error_responses(404, 409, 503, descriptions={**NOT_FOUND, **IN_USE, **STORE_DOWN}))
 @router.patch("/{credential_id}", response_model=CredentialPublic,
-              responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+              responses=error_responses(404, 409, 503, descriptions={**NOT_FOUND, **IN_USE, **STORE_DOWN}))
 def update_credential(credential_id: CredentialId, body: CredentialUpdate, request: Request, user: CurrentPrincipal,
                       session: SessionDep, store: SecretStoreDep, force: Force = False) -> CredentialPublic:
     cred = crud.get(session=session, owner_id=user.user_id, credential_id=credential_id)
@@ -67,7 +70,7 @@ def update_credential(credential_id: CredentialId, body: CredentialUpdate, reque
 
 
 @router.delete("/{credential_id}", status_code=204,
-               responses=error_responses(404, 409, descriptions={**NOT_FOUND, **IN_USE}))
+               responses=error_responses(404, 409, 503, descriptions={**NOT_FOUND, **IN_USE, **STORE_DOWN}))
 def delete_credential(credential_id: CredentialId, request: Request, user: CurrentPrincipal, session: SessionDep,
                       store: SecretStoreDep, force: Force = False) -> Response:
     cred = crud.get(session=session, owner_id=user.user_id, credential_id=credential_id)
