@@ -47,6 +47,14 @@ class Server:
     kind: str  # "container" or "local"
 
 
+def _serving(server: Any) -> Iterator[Server]:
+    """A started local server for a fixture's life; stopped after."""
+    try:
+        yield Server(url=server.url, kind="local")
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> bool:
     return docker_available()
@@ -60,11 +68,7 @@ def redis_server(docker_engine: bool) -> Iterator[Server]:
         with RedisContainer("redis:7-alpine") as c:
             yield Server(url=f"redis://{c.get_container_host_ip()}:{c.get_exposed_port(6379)}/0", kind="container")
         return
-    server = RedisServer(appendonly=False).start()
-    try:
-        yield Server(url=server.url, kind="local")
-    finally:
-        server.stop()
+    yield from _serving(RedisServer(appendonly=False).start())
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +79,7 @@ def postgres_server(docker_engine: bool) -> Iterator[Server]:
         with PostgresContainer("postgres:16-alpine", driver="psycopg2") as c:
             yield Server(url=c.get_connection_url(), kind="container")
         return
-    server = PostgresServer().start()
-    try:
-        yield Server(url=server.url, kind="local")
-    finally:
-        server.stop()
+    yield from _serving(PostgresServer().start())
 
 
 @pytest.fixture
@@ -98,11 +98,7 @@ def redis_client(redis_server: Server) -> Iterator[Redis]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Server]:
     """moto's server mode as its own process on a free loopback port: AWS Secrets Manager for the tests."""
-    server = MotoServer().start()
-    try:
-        yield Server(url=server.url, kind="local")
-    finally:
-        server.stop()
+    yield from _serving(MotoServer().start())
 
 
 @pytest.fixture
