@@ -3,8 +3,9 @@
 Kept by the workflows service (the owner of the `workflows` table) on every change, and
 rebuilt in full when it starts and periodically:
 
-    aos:hook:{token}   "{workflow_id}:{owner_id}:{method}"  only while the workflow is active
-                       and its trigger answers on a webhook URL
+    aos:hook:{token}   "{workflow_id}:{owner_id}:{method}", then ":{options as JSON}" when the trigger
+                       has options (Node.webhook_options); only while the workflow is active and its
+                       trigger answers on a webhook URL
     aos:wf:{id}        hash: owner, active, version, definition (JSON)
     aos:catalog:ready  set after a full rebuild; when absent (Redis lost its data) a catalog
                        miss is not an answer, and readers fall back to the workflows service.
@@ -17,13 +18,13 @@ has looked up in memory and forgets one as soon as its entry changes (automateos
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 
-from .jsonutil import dumps, loads
+from .jsonutil import dumps, dumps_str, loads
 
 HOOK_KEY = "aos:hook:{}"
 WF_KEY = "aos:wf:{}"
@@ -37,6 +38,8 @@ class HookTarget:
     workflow_id: int
     owner_id: int
     method: str = "POST"  # the HTTP method the webhook URL answers to
+    # The trigger's webhook options (Node.webhook_options): authentication, deduplication, response mode...
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class CatalogEntry:
     definition: dict[str, Any]
     webhook_token: str
     webhook_method: str | None = None  # None: the trigger does not listen on a webhook URL
+    webhook_options: dict[str, Any] = field(default_factory=dict)
 
 
 def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None) -> None:
@@ -59,7 +63,7 @@ def publish(pipe: Pipeline, entry: CatalogEntry, *, old_token: str | None = None
     })
     hook_key = HOOK_KEY.format(entry.webhook_token)
     if entry.is_active and entry.webhook_method:
-        pipe.set(hook_key, f"{entry.workflow_id}:{entry.owner_id}:{entry.webhook_method}")
+        pipe.set(hook_key, hook_value(entry.workflow_id, entry.owner_id, entry.webhook_method, entry.webhook_options))
     else:
         pipe.delete(hook_key)
     pipe.publish(CHANGES_CHANNEL, entry.webhook_token)
@@ -72,12 +76,21 @@ def unpublish(pipe: Pipeline, workflow_id: int, webhook_token: str) -> None:
     pipe.publish(CHANGES_CHANNEL, webhook_token)
 
 
+def hook_value(workflow_id: int, owner_id: int, method: str, options: Mapping[str, Any] | None = None) -> str:
+    head = f"{workflow_id}:{owner_id}:{method}"
+    return f"{head}:{dumps_str(dict(options))}" if options else head
+
+
 def parse_hook_value(raw: bytes | str | None) -> HookTarget | None:
     if raw is None:
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
-    wf, owner, method = [*text.split(":"), "POST"][:3]  # entries written before methods: POST
-    return HookTarget(workflow_id=int(wf), owner_id=int(owner), method=method)
+    parts = text.split(":", 3)
+    wf, owner = parts[0], parts[1]
+    method = parts[2] if len(parts) > 2 else "POST"  # entries written before methods: POST
+    options = parts[3] if len(parts) > 3 else ""
+    return HookTarget(workflow_id=int(wf), owner_id=int(owner), method=method,
+                      options=loads(options) if options else {})
 
 
 def lookup_hook(redis: Redis, token: str) -> tuple[HookTarget | None, bool]:

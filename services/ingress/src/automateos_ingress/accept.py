@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
@@ -28,6 +29,7 @@ from automateos_common.queue import JobTemplate, accept_run, new_run, submit_com
 from automateos_common.runs import RunState
 
 from .hookcache import HookCache
+from .payloads import HookRequest
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Acceptor:
             data = self._ask_workflows(f"hooks/{token}")
             if data is not None:
                 target = catalog.HookTarget(workflow_id=data["workflow_id"], owner_id=data["owner_id"],
-                                            method=data["method"])
+                                            method=data["method"], options=data.get("options") or {})
         if target is None:
             raise NotFoundError("Unknown or inactive webhook")
         return target
@@ -81,16 +83,6 @@ class Acceptor:
     def accept(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
         return accept_run(self.redis, self.queue, workflow_id=target.workflow_id, owner_id=target.owner_id,
                           trigger=trigger, trigger_data=data)
-
-    def webhook(self, token: str, data: dict[str, Any]) -> RunState:
-        try:
-            target = self.resolve_hook(token)
-            if data["method"] != target.method:
-                raise MethodNotAllowedError(f"This webhook answers to {target.method}",
-                                            headers={"Allow": target.method})
-            return self.accept(target, "webhook", data)
-        except RedisError:
-            raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None
 
     def manual(self, workflow_id: int, user_id: int, data: dict[str, Any]) -> RunState:
         try:
@@ -127,14 +119,35 @@ class Acceptor:
         await self.aredis.transaction([args for args, _ in commands])
         return run
 
-    async def webhook_async(self, token: str, data: dict[str, Any]) -> RunState:
-        if self.aredis is None:
-            return await anyio.to_thread.run_sync(self.webhook, token, data)
+    async def webhook_async(self, token: str, request: HookRequest) -> HookReply:
+        """Answer a webhook: the steps in order, each of which may refuse it before anything is started."""
+        assert self.aredis is not None, "webhooks need the asyncio client"
         try:
             target = await self._resolve_hook_async(token)
-            if data["method"] != target.method:
+            if request.method != target.method:
                 raise MethodNotAllowedError(f"This webhook answers to {target.method}",
                                             headers={"Allow": target.method})
-            return await self._accept_async(target, "webhook", data)
+            # Admission (backpressure, rate limits) goes here: cheap refusals before any work.
+            # Authentication (the trigger's `auth` option) goes here: a refused request starts nothing.
+            run = await self._accept_async(target, "webhook", request.trigger_data())
+            # Response modes (a `sync` trigger waits here for its run) go here.
+            return HookReply.accepted(run.id)
         except RedisError:
             raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None
+
+
+@dataclass(slots=True)
+class HookReply:
+    """What a webhook is answered: status, JSON body, headers beyond the JSON content type."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def accepted(cls, execution_id: str) -> HookReply:
+        return cls(202, accepted_body(execution_id), [(b"location", f"/api/v1/logs/{execution_id}".encode())])
+
+
+def accepted_body(execution_id: str) -> bytes:
+    return orjson.dumps({"execution_id": execution_id, "status": "queued"})

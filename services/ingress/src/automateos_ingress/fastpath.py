@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from automateos_common.errors import AutomateOSError, error_body
 from automateos_common.headers import security_headers
 
-from .payloads import parse_payload, query_pairs, raw_headers, read_body, trigger_data
+from .accept import Acceptor
+from .payloads import HookRequest, query_pairs, raw_headers, read_body
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -82,22 +83,17 @@ class WebhookFastPath:
         await send({"type": "http.response.body", "body": body})
 
     async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        pairs = raw_headers(scope["headers"])
-        lookup = dict(pairs)
-        body = await read_body(_body_chunks(receive), lookup.get("content-length"), self.max_body)
-        data = trigger_data(payload=parse_payload(body, lookup.get("content-type")), headers=pairs,
-                            query=query_pairs(scope.get("query_string", b"")), method=scope["method"])
-        acceptor: Any = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
-        run = await acceptor.webhook_async(token, data)
-        return 202, accepted_body(run.id), [(b"location", f"/api/v1/logs/{run.id}".encode())]
+        request = HookRequest(method=scope["method"], headers=raw_headers(scope["headers"]),
+                              query=query_pairs(scope.get("query_string", b"")), body=b"",
+                              client=(scope.get("client") or (None,))[0])
+        request.body = await read_body(_body_chunks(receive), request.header("content-length"), self.max_body)
+        acceptor: Acceptor = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
+        reply = await acceptor.webhook_async(token, request)
+        return reply.status, reply.body, reply.headers
 
 
 class ClientDisconnected(Exception):
     pass
-
-
-def accepted_body(execution_id: str) -> bytes:
-    return orjson.dumps({"execution_id": execution_id, "status": "queued"})
 
 
 async def _body_chunks(receive: Receive) -> Any:

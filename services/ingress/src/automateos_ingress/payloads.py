@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
@@ -89,3 +90,25 @@ def raw_headers(scope_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str,
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
     """An ASGI scope's query string as Starlette's `QueryParams.multi_items()` gives it."""
     return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+
+
+@dataclass(slots=True)
+class HookRequest:
+    """A webhook request as the acceptor sees it, whichever way it came in (the fast path or the route)."""
+
+    method: str
+    headers: list[tuple[str, str]]  # lower-case names, request order (`raw_headers`)
+    query: list[tuple[str, str]]  # request order (`query_pairs`)
+    body: bytes  # raw, as received: signatures are computed over these bytes
+    client: str | None = None  # the caller's address (behind the gateway: from X-Forwarded-For, by uvicorn)
+    _lookup: dict[str, str] | None = field(default=None, repr=False)
+
+    def header(self, name: str) -> str | None:
+        """A header's value by lower-case name; the last one when it is repeated (as `trigger.headers`)."""
+        if self._lookup is None:
+            self._lookup = dict(self.headers)
+        return self._lookup.get(name)
+
+    def trigger_data(self) -> dict[str, Any]:
+        return trigger_data(payload=parse_payload(self.body, self.header("content-type")), headers=self.headers,
+                            query=self.query, method=self.method)

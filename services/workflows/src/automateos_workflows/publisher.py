@@ -21,13 +21,16 @@ log = logging.getLogger(__name__)
 SYNC_BATCH = 500
 
 
-def webhook_method(definition: dict[str, Any], registry: NodeRegistry) -> str | None:
-    """The method the workflow's trigger answers to on its webhook URL (asked of the trigger's plugin)."""
+def webhook_spec(definition: dict[str, Any], registry: NodeRegistry) -> tuple[str, dict[str, Any]] | None:
+    """(method, options) of the workflow's trigger on its webhook URL (asked of the trigger's plugin);
+    None when it has no webhook URL."""
     for node in definition.get("nodes", []):
         cls = registry.get(node.get("type"))
         if cls is not None and cls.kind == "trigger":
+            config = node.get("config") or {}
             try:
-                return cls.webhook_method(node.get("config") or {})
+                method = cls.webhook_method(config)
+                return None if method is None else (method, cls.webhook_options(config))
             except ValueError:  # saved under an older schema: no webhook until it is fixed
                 return None
     return None
@@ -35,9 +38,10 @@ def webhook_method(definition: dict[str, Any], registry: NodeRegistry) -> str | 
 
 def entry_for(wf: Workflow, registry: NodeRegistry | None = None) -> catalog.CatalogEntry:
     assert wf.id is not None
+    method, options = webhook_spec(wf.definition, registry or default_registry()) or (None, {})
     return catalog.CatalogEntry(workflow_id=wf.id, owner_id=wf.owner_id, is_active=wf.is_active,
                                 version=wf.version, definition=wf.definition, webhook_token=wf.webhook_token,
-                                webhook_method=webhook_method(wf.definition, registry or default_registry()))
+                                webhook_method=method, webhook_options=options)
 
 
 class Publisher:

@@ -160,6 +160,12 @@ class Node(ABC):
         """For a trigger: the HTTP method its webhook URL answers to; None if it has no webhook URL."""
         return None
 
+    @classmethod
+    def webhook_options(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """For a trigger with a webhook URL: what the ingress needs of its config to answer a request
+        (JSON-able; published in the catalog's hook entry, so never a secret value: credentials by id)."""
+        return {}
+
     def check(self, config: BaseModel) -> list[tuple[str, str]]:
         """Save-time checks beyond the schema: (field inside config, issue) pairs."""
         return []

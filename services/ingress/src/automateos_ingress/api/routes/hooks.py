@@ -5,7 +5,7 @@ from typing import Any
 import anyio
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from automateos_common.auth import CurrentPrincipal
 from automateos_common.errors import ValidationError
@@ -13,7 +13,7 @@ from automateos_common.openapi import error_responses
 from automateos_common.params import WorkflowId
 
 from ...accept import Acceptor
-from ...payloads import parse_payload, read_body, trigger_data
+from ...payloads import HookRequest, read_body, trigger_data
 from ...settings import get_settings
 
 router = APIRouter(tags=["triggers"])
@@ -37,18 +37,19 @@ def _accepted(execution_id: str) -> JSONResponse:
                         headers={"Location": f"/api/v1/logs/{execution_id}"})
 
 
-async def webhook(token: str, request: Request) -> JSONResponse:
+async def webhook(token: str, request: Request) -> Response:
     """Start the workflow behind this webhook URL, with the method its webhook node names (POST by default).
 
     Any body up to 1 MiB; no JWT (the token is the secret). Another method: 405 with `Allow`.
     """
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
-    data = trigger_data(payload=parse_payload(body, request.headers.get("content-type")),
-                        headers=request.headers.items(), query=request.query_params.multi_items(),
-                        method=request.method)
+    hook = HookRequest(method=request.method, headers=request.headers.items(),
+                       query=request.query_params.multi_items(), body=body,
+                       client=request.client.host if request.client else None)
     acceptor: Acceptor = request.app.state.acceptor
-    run = await acceptor.webhook_async(token, data)
-    return _accepted(run.id)
+    reply = await acceptor.webhook_async(token, hook)
+    return Response(reply.body, status_code=reply.status, media_type="application/json",
+                    headers={k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers})
 
 
 # One route per method: each is its own operation in the OpenAPI document, with an id of its own.

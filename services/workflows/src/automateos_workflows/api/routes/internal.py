@@ -14,7 +14,7 @@ from automateos_common.nodes.registry import default_registry
 
 from ... import credentials, crud
 from ...models import Workflow
-from ...publisher import webhook_method
+from ...publisher import webhook_spec
 from ..deps import PublisherDep, SessionDep
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -33,11 +33,11 @@ def workflow_for_engine(workflow_id: int, _: InternalOnly, session: SessionDep,
 @router.get("/hooks/{token}")
 def hook_for_ingress(token: str, _: InternalOnly, session: SessionDep, publisher: PublisherDep) -> dict[str, Any]:
     wf = session.exec(select(Workflow).where(Workflow.webhook_token == token)).first()
-    method = webhook_method(wf.definition, default_registry()) if wf is not None else None
-    if wf is None or not wf.is_active or method is None:
+    spec = webhook_spec(wf.definition, default_registry()) if wf is not None else None
+    if wf is None or not wf.is_active or spec is None:
         raise NotFoundError()
     publisher.publish(wf)
-    return {"workflow_id": wf.id, "owner_id": wf.owner_id, "method": method}
+    return {"workflow_id": wf.id, "owner_id": wf.owner_id, "method": spec[0], "options": spec[1]}
 
 
 @router.get("/credentials/{owner_id}/{ref}")
