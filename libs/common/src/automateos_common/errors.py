@@ -14,6 +14,7 @@
     ├── PayloadTooLargeError             413 PAYLOAD_TOO_LARGE
     ├── RateLimitedError                 429 RATE_LIMITED
     └── ServiceUnavailableError          503 SERVICE_UNAVAILABLE
+        └── QueueFullError               503 QUEUE_FULL    (backpressure: the run queue is over its limit)
     NodeError                            (raised by nodes while a run executes; recorded on the step)
     ├── NodeConfigError                  the resolved config does not fit the node's schema
     └── NodeExecutionError               the node ran and failed; `kind` is what a node's `retry.on` matches
@@ -140,6 +141,11 @@ class ServiceUnavailableError(AutomateOSError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "Service unavailable"
+
+
+class QueueFullError(ServiceUnavailableError):
+    code = "QUEUE_FULL"
+    default_message = "Too much work is queued; retry later"
 
 
 class NodeError(Exception):
