@@ -67,10 +67,16 @@ class QueueGauge:
             self.drain_per_s = rate if self.drain_per_s is None else 0.7 * self.drain_per_s + 0.3 * rate
         self._last = (now, depth)
         self.depth = depth
+        was_full = self.full
         if depth >= self.max_depth:
             self.full = True
         elif depth < self.resume_depth:
             self.full = False
+        if self.full != was_full:
+            if self.full:
+                log.warning("queue full (%d runs waiting, limit %d): refusing new runs with 503", depth, self.max_depth)
+            else:
+                log.warning("queue drained to %d runs: accepting new runs again", depth)
 
     def retry_after_s(self) -> int:
         """Seconds until the queue should be back below the resume mark, at the drain rate seen."""

@@ -21,7 +21,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automateos_common.errors import AutomateOSError, error_body
+from automateos_common.errors import AutomateOSError, QueueFullError, RateLimitedError, error_body
 from automateos_common.headers import security_headers
 from automateos_common.requestctx import client_ip
 
@@ -71,7 +71,9 @@ class WebhookFastPath:
         except ClientDisconnected:  # gone before its body arrived: nothing was accepted, no one to answer
             return
         except AutomateOSError as exc:
-            if exc.status_code >= 500:
+            if isinstance(exc, QueueFullError | RateLimitedError):
+                pass  # a flood of these would cost a line each: the gauge logs when the queue fills and drains
+            elif exc.status_code >= 500:
                 log.error("webhook %s: %s: %s", scope["method"], type(exc).__name__, exc.message)
             else:
                 log.info("webhook %s /hooks/<redacted>: %s %s", scope["method"], exc.status_code, exc.code)
