@@ -44,7 +44,7 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
             gauge = QueueGauge(aredis, queue.key, max_depth=settings.queue_max_depth,
                                interval_s=settings.queue_depth_interval_ms / 1000)
         gauge_task = asyncio.create_task(gauge.run(), name="queue-gauge") if gauge is not None else None
-        limits = RateLimits(settings.redis_url, ip_limit=settings.webhook_ip_rate_limit)
+        limits = RateLimits(settings.redis_url, ip_limit=settings.webhook_ip_rate_limit, aredis=aredis)
         app.state.redis = redis
         app.state.acceptor = Acceptor(redis=redis, queue=queue, workflows_url=settings.workflows_url.rstrip("/"),
                                       internal_secret=settings.internal_secret(), http=http, aredis=aredis,
