@@ -14,6 +14,7 @@
     ├── PayloadTooLargeError             413 PAYLOAD_TOO_LARGE
     ├── RateLimitedError                 429 RATE_LIMITED
     └── ServiceUnavailableError          503 SERVICE_UNAVAILABLE
+        └── QueueFullError               503 QUEUE_FULL    (backpressure: the run queue is over its limit)
     NodeError                            (raised by nodes while a run executes; recorded on the step)
     ├── NodeConfigError                  the resolved config does not fit the node's schema
     └── NodeExecutionError               the node ran and failed; `kind` is what a node's `retry.on` matches
@@ -142,6 +143,11 @@ class ServiceUnavailableError(AutomateOSError):
     default_message = "Service unavailable"
 
 
+class QueueFullError(ServiceUnavailableError):
+    code = "QUEUE_FULL"
+    default_message = "Too much work is queued; retry later"
+
+
 class NodeError(Exception):
     """A node failed while a run executed; the message is recorded on the step (no secrets in it)."""
 
@@ -259,7 +265,7 @@ async def _automateos_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     assert isinstance(exc, AutomateOSError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, QueueFullError):  # backpressure is logged as it starts/ends
         log.error("%s: %s (request %s)", type(exc).__name__, exc.message, _request_id(request))
     elif isinstance(exc, NotOwnedError) or exc.status_code == 403:
         _audit_refusal(request, exc.status_code, exc)

@@ -28,6 +28,7 @@ from automateos_common.internal import INTERNAL_HEADER
 from automateos_common.queue import JobTemplate, accept_run, new_run, submit_commands
 from automateos_common.runs import RunState
 
+from .admission import Admission
 from .hookcache import HookCache
 from .payloads import HookRequest
 
@@ -42,6 +43,7 @@ class Acceptor:
     aredis: PipelinedRedis | None = None  # the hot path's client; None: everything goes through `redis`
     jobs: JobTemplate | None = None  # RQ's enqueue commands, recorded at the first webhook
     hooks: HookCache | None = None  # tokens looked up before, while their entries have not changed
+    admission: Admission | None = None  # backpressure and rate limits; None: none
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -85,6 +87,8 @@ class Acceptor:
                           trigger=trigger, trigger_data=data)
 
     def manual(self, workflow_id: int, user_id: int, data: dict[str, Any]) -> RunState:
+        if self.admission is not None:
+            self.admission.check_queue()
         try:
             return self.accept(self.resolve_owned(workflow_id, user_id), "manual", data)
         except RedisError:
@@ -128,6 +132,8 @@ class Acceptor:
                 raise MethodNotAllowedError(f"This webhook answers to {target.method}",
                                             headers={"Allow": target.method})
             # Admission (backpressure, rate limits) goes here: cheap refusals before any work.
+            if self.admission is not None:
+                await self.admission.admit(target, request.client)
             # Authentication (the trigger's `auth` option) goes here: a refused request starts nothing.
             run = await self._accept_async(target, "webhook", request.trigger_data())
             # Response modes (a `sync` trigger waits here for its run) go here.

@@ -21,8 +21,9 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automateos_common.errors import AutomateOSError, error_body
+from automateos_common.errors import AutomateOSError, QueueFullError, RateLimitedError, error_body
 from automateos_common.headers import security_headers
+from automateos_common.requestctx import client_ip
 
 from .accept import Acceptor
 from .payloads import HookRequest, query_pairs, raw_headers, read_body
@@ -39,9 +40,10 @@ class WebhookFastPath:
     """ASGI middleware: webhooks answered here, anything else passed to `app`."""
 
     def __init__(self, app: ASGIApp | None = None, *, max_body: int | None = None,
-                 hsts_max_age_s: int | None = None) -> None:
+                 hsts_max_age_s: int | None = None, client_ip_header: str | None = None) -> None:
         self.app = app
         self.max_body = get_settings().max_body_bytes if max_body is None else max_body
+        self.client_ip_header = client_ip_header  # the caller's address by every service's rule (requestctx)
         hsts = get_settings().hsts_max_age_s if hsts_max_age_s is None else hsts_max_age_s
         # What the app's SecurityHeadersMiddleware adds, computed once: this path bypasses that middleware.
         self.headers = [_JSON, *security_headers(hsts_max_age_s=hsts)]
@@ -69,7 +71,9 @@ class WebhookFastPath:
         except ClientDisconnected:  # gone before its body arrived: nothing was accepted, no one to answer
             return
         except AutomateOSError as exc:
-            if exc.status_code >= 500:
+            if isinstance(exc, QueueFullError | RateLimitedError):
+                pass  # a flood of these would cost a line each: the gauge logs when the queue fills and drains
+            elif exc.status_code >= 500:
                 log.error("webhook %s: %s: %s", scope["method"], type(exc).__name__, exc.message)
             else:
                 log.info("webhook %s /hooks/<redacted>: %s %s", scope["method"], exc.status_code, exc.code)
@@ -85,7 +89,7 @@ class WebhookFastPath:
     async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         request = HookRequest(method=scope["method"], headers=raw_headers(scope["headers"]),
                               query=query_pairs(scope.get("query_string", b"")), body=b"",
-                              client=(scope.get("client") or (None,))[0])
+                              client=client_ip(scope, self.client_ip_header))
         request.body = await read_body(_body_chunks(receive), request.header("content-length"), self.max_body)
         acceptor: Acceptor = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
         reply = await acceptor.webhook_async(token, request)

@@ -16,6 +16,7 @@ from automateos_common.fastredis import PipelinedRedis
 from automateos_common.queue import make_queue
 
 from .accept import Acceptor
+from .admission import Admission, QueueGauge, RateLimits
 from .api.routes import hooks
 from .fastpath import IngressApp, WebhookFastPath
 from .hookcache import HookCache
@@ -37,19 +38,28 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
         http = httpx.Client(timeout=5.0, trust_env=False)
         hooks = HookCache(settings.redis_url)
         hooks_task = asyncio.create_task(hooks.run(), name="hook-cache")
+        queue = make_queue(redis, settings.queue_name)
+        gauge = None
+        if settings.queue_max_depth > 0:
+            gauge = QueueGauge(aredis, queue.key, max_depth=settings.queue_max_depth,
+                               interval_s=settings.queue_depth_interval_ms / 1000)
+        gauge_task = asyncio.create_task(gauge.run(), name="queue-gauge") if gauge is not None else None
+        limits = RateLimits(settings.redis_url, ip_limit=settings.webhook_ip_rate_limit, aredis=aredis)
         app.state.redis = redis
-        app.state.acceptor = Acceptor(redis=redis, queue=make_queue(redis, settings.queue_name),
-                                      workflows_url=settings.workflows_url.rstrip("/"),
+        app.state.acceptor = Acceptor(redis=redis, queue=queue, workflows_url=settings.workflows_url.rstrip("/"),
                                       internal_secret=settings.internal_secret(), http=http, aredis=aredis,
-                                      hooks=hooks)
+                                      hooks=hooks, admission=Admission(gauge, limits))
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         )
         yield
         hooks.close()
-        hooks_task.cancel()
-        await asyncio.wait([hooks_task], timeout=2)  # never held up by a connection that will not close
+        tasks = [hooks_task] if gauge_task is None else [hooks_task, gauge_task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=2)  # never held up by a connection that will not close
+        await limits.aclose()
         http.close()
         await aredis.aclose()
         redis.close()
@@ -66,5 +76,6 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
     # /hooks/{token} without FastAPI's per-request machinery (the route above stays for OpenAPI and the rest).
     if fast_webhooks:
         assert isinstance(app, IngressApp)
-        app.fast_webhooks = WebhookFastPath(max_body=settings.max_body_bytes, hsts_max_age_s=settings.hsts_max_age_s)
+        app.fast_webhooks = WebhookFastPath(max_body=settings.max_body_bytes, hsts_max_age_s=settings.hsts_max_age_s,
+                                            client_ip_header=settings.client_ip_header)
     return app

@@ -100,7 +100,7 @@ class HookRequest:
     headers: list[tuple[str, str]]  # lower-case names, request order (`raw_headers`)
     query: list[tuple[str, str]]  # request order (`query_pairs`)
     body: bytes  # raw, as received: signatures are computed over these bytes
-    client: str | None = None  # the caller's address (behind the gateway: from X-Forwarded-For, by uvicorn)
+    client: str | None = None  # the caller's address (requestctx.client_ip: AUTOMATEOS_CLIENT_IP_HEADER, or the socket)
     _lookup: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:

@@ -11,6 +11,7 @@ from automateos_common.auth import CurrentPrincipal
 from automateos_common.errors import ValidationError
 from automateos_common.openapi import error_responses
 from automateos_common.params import WorkflowId
+from automateos_common.requestctx import client_ip
 
 from ...accept import Acceptor
 from ...payloads import HookRequest, read_body, trigger_data
@@ -20,14 +21,20 @@ router = APIRouter(tags=["triggers"])
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Accepted: the run is queued",
                   "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
-WEBHOOK_RESPONSES = {**ACCEPTED, **error_responses(404, 405, 413, descriptions={
+QUEUE_FULL = ("Too much work queued (`QUEUE_FULL`, over `AUTOMATEOS_QUEUE_MAX_DEPTH`), or a dependency is "
+              "unavailable (`SERVICE_UNAVAILABLE`); with `Retry-After`")
+WEBHOOK_RESPONSES = {**ACCEPTED, **error_responses(404, 405, 413, 429, 503, descriptions={
     404: "Unknown, deleted or inactive workflow",
     405: "The workflow's webhook answers to another method (`Allow` names it)",
     413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
+    429: "Over the workflow's `rate_limit` or `AUTOMATEOS_WEBHOOK_IP_RATE_LIMIT` (`RATE_LIMITED`; with "
+         "`Retry-After` and `RateLimit-*`)",
+    503: QUEUE_FULL,
 })}
-EXECUTE_RESPONSES = {**ACCEPTED, **error_responses(404, 413, descriptions={
+EXECUTE_RESPONSES = {**ACCEPTED, **error_responses(404, 413, 503, descriptions={
     404: "No such workflow of the caller's (someone else's is 404 too)",
     413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
+    503: QUEUE_FULL,
 })}
 WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -45,7 +52,7 @@ async def webhook(token: str, request: Request) -> Response:
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     hook = HookRequest(method=request.method, headers=request.headers.items(),
                        query=request.query_params.multi_items(), body=body,
-                       client=request.client.host if request.client else None)
+                       client=client_ip(request.scope, get_settings().client_ip_header))
     acceptor: Acceptor = request.app.state.acceptor
     reply = await acceptor.webhook_async(token, hook)
     return Response(reply.body, status_code=reply.status, media_type="application/json",
