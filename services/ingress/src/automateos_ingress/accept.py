@@ -48,7 +48,7 @@ class Acceptor:
 
     def __post_init__(self) -> None:
         if self.auth is None:
-            self.auth = HookAuth(self._hook_auth_record)
+            self.auth = HookAuth(self._hook_auth_record, self.hooks)
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:

@@ -8,11 +8,12 @@ only the log says which check failed, and never with the token, signature or sec
 
 Secrets: the option names a credential by reference only (hook entries sit in Redis). The ingress does
 not hold the master keys: it asks the workflows service for the opened credential of *this hook's*
-trigger (`GET /internal/v1/hooks/{token}/auth`), and keeps it in memory bound to the hook entry it was
-fetched for. The HookCache hands out the same HookTarget object until the entry changes (an
-announcement); a new object means a new fetch. The workflows service republishes every workflow using a
-credential it updates or deletes, so a rotated value applies as soon as the announcement arrives.
-Without a live HookCache every lookup makes a new target, so every request fetches (slow, never stale).
+trigger (`GET /internal/v1/hooks/{token}/auth`), and keeps it in memory with the hook entry, under the
+same rule as the HookCache: only while announcements are arriving, forgotten with the entry when its
+announcement comes (HookCache.listeners), and a fetch that an announcement overtook is not kept. The
+workflows service republishes every workflow using a credential it creates, updates or deletes, so a
+rotated value applies as soon as the announcement arrives. Without a live HookCache every request
+fetches (slow, never stale). Concurrent requests of one hook share one fetch.
 A credential that is missing or of the wrong type fails closed (401); the workflows service unreachable
 is 503, never an accepted request.
 """
@@ -29,10 +30,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from automateos_common.catalog import HookTarget
+from automateos_common.catalog import FORGET_ALL, HookTarget
 from automateos_common.errors import WebhookAuthError
 from automateos_common.nodes.builtin.webhook import AUTH_CREDENTIAL_TYPES
 
+from .hookcache import HookCache
 from .payloads import HookRequest
 
 log = logging.getLogger(__name__)
@@ -126,22 +128,39 @@ def dropped_headers(auth: dict[str, Any] | None) -> tuple[str, ...]:
 class HookAuth:
     """Checks webhooks against their trigger's `auth`, with each hook's opened credential kept in memory."""
 
-    def __init__(self, fetch: Fetch, *, ttl_s: float = 300.0, max_entries: int = 10_000) -> None:
+    def __init__(self, fetch: Fetch, hooks: HookCache | None = None, *, ttl_s: float = 300.0,
+                 max_entries: int = 10_000) -> None:
         self._fetch = fetch
+        self.hooks = hooks
         self.ttl_s = ttl_s  # a bound on how long a value is trusted without its entry changing
         self.max_entries = max_entries
+        self.generation = 0  # bumped by every forget: a fetch that one overtook is not kept
         self._held: dict[str, tuple[HookTarget, Record, float]] = {}
         self._inflight: dict[str, tuple[HookTarget, asyncio.Future[Record]]] = {}
+        if hooks is not None:
+            hooks.listeners.append(self.forget)
+
+    def forget(self, token: str) -> None:
+        self.generation += 1
+        if token == FORGET_ALL:
+            self._held.clear()
+            self._inflight.clear()
+        else:
+            self._held.pop(token, None)
+            self._inflight.pop(token, None)
 
     async def _record(self, token: str, target: HookTarget) -> Record:
-        held = self._held.get(token)
-        if held is not None and held[0] is target and held[2] > time.monotonic():
+        live = self.hooks is not None and self.hooks.live
+        held = self._held.get(token) if live else None
+        if held is not None and held[0] == target and held[2] > time.monotonic():
             return held[1]
-        flying = self._inflight.get(token)
-        if flying is not None and flying[0] is target:  # many requests at once after a change: one fetch
+        flying = self._inflight.get(token) if live else None
+        if flying is not None and flying[0] == target:  # many requests at once after a change: one fetch
             return await asyncio.shield(flying[1])
+        generation = self.generation
         future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
-        self._inflight[token] = (target, future)
+        if live:
+            self._inflight[token] = (target, future)
         try:
             record = await self._fetch(token)
         except BaseException as exc:
@@ -149,12 +168,13 @@ class HookAuth:
             future.exception()  # retrieved: no "never retrieved" warning when no one else waited
             raise
         finally:
-            if self._inflight.get(token, (None,))[0] is target:
+            if self._inflight.get(token, (None, None))[1] is future:
                 del self._inflight[token]
         future.set_result(record)
-        if len(self._held) >= self.max_entries:
-            self._held.clear()
-        self._held[token] = (target, record, time.monotonic() + self.ttl_s)
+        if live and generation == self.generation:
+            if len(self._held) >= self.max_entries:
+                self._held.clear()
+            self._held[token] = (target, record, time.monotonic() + self.ttl_s)
         return record
 
     async def check(self, token: str, target: HookTarget, request: HookRequest) -> None:
