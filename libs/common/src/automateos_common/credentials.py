@@ -71,11 +71,21 @@ class OAuth2ClientData(CredentialData):
         default_factory=list, max_length=50)
 
 
+class WebhookSecretData(CredentialData):
+    """A secret that incoming webhooks prove they know (a `webhook` trigger's `auth`); never sent anywhere."""
+
+    secret_fields = ("secret",)
+    hint_field = "secret"
+    secret: SecretText
+
+
 CREDENTIAL_TYPES: dict[str, type[CredentialData]] = {
     "api_key": ApiKeyData, "bearer": BearerData, "basic": BasicData, "header": HeaderData,
-    "oauth2_client": OAuth2ClientData,
+    "oauth2_client": OAuth2ClientData, "webhook_secret": WebhookSecretData,
 }
-CredentialType = Literal["api_key", "bearer", "basic", "header", "oauth2_client"]
+CredentialType = Literal["api_key", "bearer", "basic", "header", "oauth2_client", "webhook_secret"]
+# Types a node may send with a request (http_request's `credential`); webhook_secret only verifies.
+SENDABLE_TYPES = frozenset({"api_key", "bearer", "basic", "header", "oauth2_client"})
 
 
 def split(data: CredentialData) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -142,8 +152,8 @@ def apply(cred: OpenedCredential, access_token: str | None = None) -> Applied:
     elif cred.type == "oauth2_client":
         assert access_token is not None
         out.headers["Authorization"] = f"Bearer {access_token}"
-    else:  # pragma: no cover - the schemas admit no other type
-        raise ValueError(f"unknown credential type {cred.type!r}")
+    else:  # webhook_secret (refused when the workflow is saved) or a type this version does not know
+        raise ValueError(f"a {cred.type} credential cannot be sent with a request")
     return out
 
 

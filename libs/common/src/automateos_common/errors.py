@@ -3,6 +3,7 @@
     AutomateOSError                      500 INTERNAL_ERROR
     ├── ValidationError                  422 VALIDATION_ERROR  (details.field points at the input)
     ├── UnauthorizedError                401 UNAUTHORIZED
+    │   └── WebhookAuthError             401 UNAUTHORIZED  (a webhook trigger's `auth` refused the request)
     ├── ForbiddenError                   403 FORBIDDEN
     ├── NotFoundError                    404 NOT_FOUND
     │   └── NotOwnedError                404 NOT_FOUND     (another tenant's resource: the same answer, audited)
@@ -72,6 +73,16 @@ class UnauthorizedError(AutomateOSError):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class WebhookAuthError(UnauthorizedError):
+    """One answer for every way a webhook's authentication fails (which check failed is only logged)."""
+
+    default_message = "Webhook authentication failed"
+
+    def __init__(self, *, challenge: str | None = None) -> None:
+        super().__init__()
+        self.headers = {"WWW-Authenticate": challenge} if challenge else None
 
 
 class ForbiddenError(AutomateOSError):

@@ -28,7 +28,9 @@ from automateos_common.internal import INTERNAL_HEADER
 from automateos_common.queue import JobTemplate, accept_run, new_run, submit_commands
 from automateos_common.runs import RunState
 
+from . import dedup
 from .admission import Admission
+from .hookauth import HookAuth, dropped_headers
 from .hookcache import HookCache
 from .payloads import HookRequest
 
@@ -44,6 +46,11 @@ class Acceptor:
     jobs: JobTemplate | None = None  # RQ's enqueue commands, recorded at the first webhook
     hooks: HookCache | None = None  # tokens looked up before, while their entries have not changed
     admission: Admission | None = None  # backpressure and rate limits; None: none
+    auth: HookAuth | None = None  # webhook authentication (hookauth.py); None: one fetching from workflows
+
+    def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = HookAuth(self._hook_auth_record, self.hooks)
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -113,13 +120,20 @@ class Acceptor:
             self.hooks.remember(token, target, generation)
         return target
 
-    async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
+    async def _hook_auth_record(self, token: str) -> dict[str, Any] | None:
+        """The opened credential of the hook's `auth`, from the workflows service (rare, blocking: on a thread)."""
+        return await anyio.to_thread.run_sync(self._ask_workflows, f"hooks/{token}/auth")
+
+    async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any],
+                            once: dedup.Once | None = None) -> RunState | dedup.Duplicate:
         assert self.aredis is not None
         run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data)
         if self.jobs is None:  # once: RQ asks Redis its version (blocking), so on a thread
             self.jobs = await anyio.to_thread.run_sync(JobTemplate, self.queue)
         commands = submit_commands(self.redis, self.queue, run, self.jobs)
         assert not any(options for _, options in commands), "only plain commands are replayed"
+        if once is not None:  # the same round trip: the commands run only for a delivery not seen before
+            return await dedup.submit_once(self.aredis, once, run.id, [args for args, _ in commands]) or run
         await self.aredis.transaction([args for args, _ in commands])
         return run
 
@@ -135,7 +149,12 @@ class Acceptor:
             if self.admission is not None:
                 await self.admission.admit(target, request.client)
             # Authentication (the trigger's `auth` option) goes here: a refused request starts nothing.
-            run = await self._accept_async(target, "webhook", request.trigger_data())
+            assert self.auth is not None
+            await self.auth.check(token, target, request)  # before dedup: no probing or burning of keys
+            run = await self._accept_async(target, "webhook", request.trigger_data(dropped_headers(
+                target.options.get("auth"))), dedup.once_for(target, request))
+            if isinstance(run, dedup.Duplicate):
+                return HookReply.duplicate(run)
             # Response modes (a `sync` trigger waits here for its run) go here.
             return HookReply.accepted(run.id)
         except RedisError:
@@ -153,6 +172,11 @@ class HookReply:
     @classmethod
     def accepted(cls, execution_id: str) -> HookReply:
         return cls(202, accepted_body(execution_id), [(b"location", f"/api/v1/logs/{execution_id}".encode())])
+
+    @classmethod
+    def duplicate(cls, first: dedup.Duplicate) -> HookReply:
+        body = orjson.dumps({"execution_id": first.execution_id, "status": first.status, "duplicate": True})
+        return cls(200, body, [(b"location", f"/api/v1/logs/{first.execution_id}".encode())])
 
 
 def accepted_body(execution_id: str) -> bytes:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis as AsyncRedis
 
@@ -38,6 +39,9 @@ class HookCache:
         self.generation = 0  # bumped by every announcement and (re)subscription
         self._entries: dict[str, tuple[catalog.HookTarget, float]] = {}
         self._closed = False
+        # Called with each token forgotten (catalog.FORGET_ALL: everything), so what others keep along
+        # with a hook entry (hookauth's opened credentials) is forgotten with it.
+        self.listeners: list[Callable[[str], None]] = []
 
     def get(self, token: str) -> catalog.HookTarget | None:
         if not self.live:
@@ -64,11 +68,15 @@ class HookCache:
             self._entries.clear()
         else:
             self._entries.pop(token, None)
+        for listener in self.listeners:
+            listener(token)
 
     def _down(self) -> None:
         self.live = False
         self.generation += 1
         self._entries.clear()
+        for listener in self.listeners:
+            listener(catalog.FORGET_ALL)
 
     def close(self) -> None:
         """Stop `run` (redis-py may turn a cancellation into a connection error: a flag is sure)."""

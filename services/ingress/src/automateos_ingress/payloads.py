@@ -71,12 +71,14 @@ def parse_payload(body: bytes, content_type: str | None) -> Any:
 
 
 def trigger_data(*, payload: Any, headers: Iterable[tuple[str, str]], query: Iterable[tuple[str, str]],
-                 method: str) -> dict[str, Any]:
+                 method: str, drop: Iterable[str] = ()) -> dict[str, Any]:
     """`headers` and `query` as (name, value) pairs in request order (Starlette's `headers.items()`,
-    `query_params.multi_items()`, or `raw_headers`/`query_pairs` of the ASGI scope)."""
+    `query_params.multi_items()`, or `raw_headers`/`query_pairs` of the ASGI scope); `drop`: more
+    lower-case header names to leave out (a trigger's secret-carrying header)."""
+    dropped = DROPPED_HEADERS.union(drop) if drop else DROPPED_HEADERS
     return {
         "payload": payload,
-        "headers": {k: v for k, v in headers if k.lower() not in DROPPED_HEADERS},
+        "headers": {k: v for k, v in headers if k.lower() not in dropped},
         "query": _multi(list(query)),
         "method": method,
     }
@@ -109,6 +111,6 @@ class HookRequest:
             self._lookup = dict(self.headers)
         return self._lookup.get(name)
 
-    def trigger_data(self) -> dict[str, Any]:
+    def trigger_data(self, drop: Iterable[str] = ()) -> dict[str, Any]:
         return trigger_data(payload=parse_payload(self.body, self.header("content-type")), headers=self.headers,
-                            query=self.query, method=self.method)
+                            query=self.query, method=self.method, drop=drop)

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from automateos_common.credentials import CREDENTIAL_TYPES, hint, parse_ref, split
+from automateos_common.credentials import CREDENTIAL_TYPES, SENDABLE_TYPES, hint, parse_ref, split
 from automateos_common.errors import (
     CredentialInUseError,
     CredentialNameTakenError,
@@ -26,23 +26,39 @@ from automateos_common.errors import (
     pydantic_errors,
 )
 from automateos_common.jsonutil import utcnow
+from automateos_common.nodes.builtin.webhook import AUTH_CREDENTIAL_TYPES
 from automateos_common.secretstore import SecretRef, SecretStore, SecretStoreError
 
 from .models import Credential, Workflow
 from .schemas import CredentialCreate, CredentialPublic, CredentialUpdate, WorkflowRef
 
 
-def node_refs(definition: Any) -> Iterator[tuple[str, int | str]]:
-    """(field, reference) of every node config's `credential` in a definition."""
+def typed_refs(definition: Any) -> Iterator[tuple[str, int | str, frozenset[str]]]:
+    """(field, reference, credential types it may name) of every credential reference in a definition:
+    each node config's `credential`, and a webhook trigger's `auth.credential`."""
     nodes = definition.get("nodes") if isinstance(definition, dict) else None
     for i, node in enumerate(nodes if isinstance(nodes, list) else []):
         config = node.get("config") if isinstance(node, dict) else None
-        ref = config.get("credential") if isinstance(config, dict) else None
-        if ref is not None and not isinstance(ref, bool):
+        if not isinstance(config, dict):
+            continue
+        found: list[tuple[str, Any, frozenset[str]]] = [("credential", config.get("credential"), SENDABLE_TYPES)]
+        auth = config.get("auth")
+        if node.get("type") == "webhook" and isinstance(auth, dict):
+            kinds = frozenset(AUTH_CREDENTIAL_TYPES.get(str(auth.get("type")), ()))
+            found.append(("auth.credential", auth.get("credential"), kinds))
+        for name, ref, kinds in found:
+            if ref is None or isinstance(ref, bool):
+                continue
             try:
-                yield f"definition.nodes[{i}].config.credential", parse_ref(ref)
+                yield f"definition.nodes[{i}].config.{name}", parse_ref(ref), kinds
             except ValueError:
                 continue  # the node's schema has said so already
+
+
+def node_refs(definition: Any) -> Iterator[tuple[str, int | str]]:
+    """(field, reference) of every credential reference in a definition."""
+    for field, ref, _ in typed_refs(definition):
+        yield field, ref
 
 
 def find(*, session: Session, owner_id: int, ref: int | str) -> Credential | None:
@@ -61,12 +77,17 @@ def get(*, session: Session, owner_id: int, credential_id: int) -> Credential:
 
 
 def check_definition(*, session: Session, owner_id: int, definition: Any) -> None:
-    """422 at save time for a reference to a credential the owner does not have."""
-    for field, ref in node_refs(definition):
-        if find(session=session, owner_id=owner_id, ref=ref) is None:
-            what = f"id {ref}" if isinstance(ref, int) else f"named '{ref}'"
+    """422 at save time for a reference to a credential the owner does not have, or of the wrong type."""
+    for field, ref, kinds in typed_refs(definition):
+        cred = find(session=session, owner_id=owner_id, ref=ref)
+        what = f"id {ref}" if isinstance(ref, int) else f"named '{ref}'"
+        if cred is None:
             raise ValidationError("Invalid workflow definition", field=field,
                                   issue=f"you have no credential {what}")
+        if cred.type not in kinds:
+            allowed = " or ".join(sorted(kinds))
+            raise ValidationError("Invalid workflow definition", field=field,
+                                  issue=f"the credential {what} is a {cred.type} credential; this needs {allowed}")
 
 
 def used_by(*, session: Session, owner_id: int, creds: list[Credential],

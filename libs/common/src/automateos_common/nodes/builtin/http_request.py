@@ -183,7 +183,10 @@ def _with_credential(ctx: NodeContext, config: HttpRequestConfig, headers: dict[
     token = client_credentials_token(ctx, cred) if cred.type == "oauth2_client" else None
     if token is not None:
         secrets.append(token)
-    applied = apply(cred, token)
+    try:
+        applied = apply(cred, token)
+    except ValueError as exc:  # a webhook_secret saved before the check, or renamed into place
+        raise NodeExecutionError(f"credential '{cred.name}': {exc}") from None
     for name, value in applied.headers.items():
         for k in [k for k in headers if k.lower() == name.lower()]:
             del headers[k]  # the credential's header wins over a configured one of the same name

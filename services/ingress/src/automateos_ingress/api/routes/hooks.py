@@ -22,8 +22,14 @@ router = APIRouter(tags=["triggers"])
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Accepted: the run is queued",
                   "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
 QUEUE_FULL = ("Too much work queued (`QUEUE_FULL`, over `AUTOMATEOS_QUEUE_MAX_DEPTH`), or a dependency is "
-              "unavailable (`SERVICE_UNAVAILABLE`); with `Retry-After`")
-WEBHOOK_RESPONSES = {**ACCEPTED, **error_responses(404, 405, 413, 429, 503, descriptions={
+              "unavailable (`SERVICE_UNAVAILABLE`: Redis, or the workflows service holding the trigger's "
+              "credential); with `Retry-After`")
+DUPLICATE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "A duplicate delivery (same `Idempotency-Key`, or the trigger's dedup header, within its "
+                   "window): nothing started; the first delivery's execution and its current status",
+    "content": {"application/json": {"example": {"execution_id": "…", "status": "running", "duplicate": True}}}}}
+WEBHOOK_RESPONSES = {**ACCEPTED, **DUPLICATE, **error_responses(401, 404, 405, 413, 429, 503, descriptions={
+    401: "The trigger's `auth` refused the request (`UNAUTHORIZED`; one answer for every failure); nothing started",
     404: "Unknown, deleted or inactive workflow",
     405: "The workflow's webhook answers to another method (`Allow` names it)",
     413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
