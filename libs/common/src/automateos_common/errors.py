@@ -136,6 +136,14 @@ class RateLimitedError(AutomateOSError):
     default_message = "Too many requests"
 
 
+class RunFailedError(AutomateOSError):
+    """A sync webhook's run ended without success (failed or cancelled): `details` name it."""
+
+    status_code = 502
+    code = "RUN_FAILED"
+    default_message = "The run did not succeed"
+
+
 class ServiceUnavailableError(AutomateOSError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"

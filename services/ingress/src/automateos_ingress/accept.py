@@ -30,6 +30,7 @@ from automateos_common.runs import RunState
 
 from .hookcache import HookCache
 from .payloads import HookRequest
+from .respond import RunWaiter
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Acceptor:
     aredis: PipelinedRedis | None = None  # the hot path's client; None: everything goes through `redis`
     jobs: JobTemplate | None = None  # RQ's enqueue commands, recorded at the first webhook
     hooks: HookCache | None = None  # tokens looked up before, while their entries have not changed
+    waiter: RunWaiter | None = None  # sync webhooks wait here for their runs; None: every webhook is async
 
     def _ask_workflows(self, path: str) -> dict[str, Any] | None:
         try:
@@ -109,9 +111,11 @@ class Acceptor:
             self.hooks.remember(token, target, generation)
         return target
 
-    async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any]) -> RunState:
+    async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any], *,
+                            execution_id: str | None = None, notify: bool = False) -> RunState:
         assert self.aredis is not None
-        run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data)
+        run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data,
+                      execution_id=execution_id, notify=notify)
         if self.jobs is None:  # once: RQ asks Redis its version (blocking), so on a thread
             self.jobs = await anyio.to_thread.run_sync(JobTemplate, self.queue)
         commands = submit_commands(self.redis, self.queue, run, self.jobs)
@@ -129,8 +133,13 @@ class Acceptor:
                                             headers={"Allow": target.method})
             # Admission (backpressure, rate limits) goes here: cheap refusals before any work.
             # Authentication (the trigger's `auth` option) goes here: a refused request starts nothing.
-            run = await self._accept_async(target, "webhook", request.trigger_data())
-            # Response modes (a `sync` trigger waits here for its run) go here.
+            # Response modes: a `sync` trigger's run is watched from before it is queued (respond.py).
+            data, sync = request.trigger_data(), target.options.get("response")
+            if sync is not None and self.waiter is not None:
+                with self.waiter.watching() as run_id:
+                    await self._accept_async(target, "webhook", data, execution_id=run_id, notify=True)
+                    return HookReply(*await self.waiter.answer(run_id, sync, request.gone))
+            run = await self._accept_async(target, "webhook", data)
             return HookReply.accepted(run.id)
         except RedisError:
             raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None

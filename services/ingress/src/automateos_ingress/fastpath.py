@@ -25,7 +25,7 @@ from automateos_common.errors import AutomateOSError, error_body
 from automateos_common.headers import security_headers
 
 from .accept import Acceptor
-from .payloads import HookRequest, query_pairs, raw_headers, read_body
+from .payloads import HookRequest, query_pairs, raw_headers, read_body, until_disconnected
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class WebhookFastPath:
     async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         request = HookRequest(method=scope["method"], headers=raw_headers(scope["headers"]),
                               query=query_pairs(scope.get("query_string", b"")), body=b"",
-                              client=(scope.get("client") or (None,))[0])
+                              client=(scope.get("client") or (None,))[0], gone=lambda: until_disconnected(receive))
         request.body = await read_body(_body_chunks(receive), request.header("content-length"), self.max_body)
         acceptor: Acceptor = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
         reply = await acceptor.webhook_async(token, request)

@@ -19,6 +19,7 @@ from .accept import Acceptor
 from .api.routes import hooks
 from .fastpath import IngressApp, WebhookFastPath
 from .hookcache import HookCache
+from .respond import RunWaiter
 from .settings import IngressSettings, get_settings
 
 
@@ -37,19 +38,23 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
         http = httpx.Client(timeout=5.0, trust_env=False)
         hooks = HookCache(settings.redis_url)
         hooks_task = asyncio.create_task(hooks.run(), name="hook-cache")
+        waiter = RunWaiter(settings.redis_url, aredis, output_limit=settings.step_output_max_bytes)
+        waiter_task = asyncio.create_task(waiter.run(), name="run-waiter")
         app.state.redis = redis
         app.state.acceptor = Acceptor(redis=redis, queue=make_queue(redis, settings.queue_name),
                                       workflows_url=settings.workflows_url.rstrip("/"),
                                       internal_secret=settings.internal_secret(), http=http, aredis=aredis,
-                                      hooks=hooks)
+                                      hooks=hooks, waiter=waiter)
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         )
         yield
+        waiter.close()  # sync webhooks still waiting are answered (202) before the clients go
         hooks.close()
         hooks_task.cancel()
-        await asyncio.wait([hooks_task], timeout=2)  # never held up by a connection that will not close
+        waiter_task.cancel()
+        await asyncio.wait([hooks_task, waiter_task], timeout=2)  # never held up by a connection that will not close
         http.close()
         await aredis.aclose()
         redis.close()

@@ -13,17 +13,22 @@ from automateos_common.openapi import error_responses
 from automateos_common.params import WorkflowId
 
 from ...accept import Acceptor
-from ...payloads import HookRequest, read_body, trigger_data
+from ...payloads import HookRequest, read_body, trigger_data, until_disconnected
 from ...settings import get_settings
 
 router = APIRouter(tags=["triggers"])
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Accepted: the run is queued",
                   "content": {"application/json": {"example": {"execution_id": "…", "status": "queued"}}}}}
-WEBHOOK_RESPONSES = {**ACCEPTED, **error_responses(404, 405, 413, descriptions={
+SYNC_ANSWERED: dict[int | str, dict[str, Any]] = {"2XX": {
+    "description": "A `sync` webhook's run succeeded: the chosen node's output as JSON, with the trigger's "
+                   "`response.status_code` (200 by default)",
+    "content": {"application/json": {"schema": {}}}}}
+WEBHOOK_RESPONSES = {**ACCEPTED, **SYNC_ANSWERED, **error_responses(404, 405, 413, 502, descriptions={
     404: "Unknown, deleted or inactive workflow",
     405: "The workflow's webhook answers to another method (`Allow` names it)",
     413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
+    502: "A `sync` webhook's run failed or was cancelled (`RUN_FAILED`; `details`: execution_id, status)",
 })}
 EXECUTE_RESPONSES = {**ACCEPTED, **error_responses(404, 413, descriptions={
     404: "No such workflow of the caller's (someone else's is 404 too)",
@@ -45,7 +50,8 @@ async def webhook(token: str, request: Request) -> Response:
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     hook = HookRequest(method=request.method, headers=request.headers.items(),
                        query=request.query_params.multi_items(), body=body,
-                       client=request.client.host if request.client else None)
+                       client=request.client.host if request.client else None,
+                       gone=lambda: until_disconnected(request.receive))
     acceptor: Acceptor = request.app.state.acceptor
     reply = await acceptor.webhook_async(token, hook)
     return Response(reply.body, status_code=reply.status, media_type="application/json",
