@@ -267,7 +267,7 @@ async def _automateos_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     assert isinstance(exc, AutomateOSError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, RunFailedError):  # a sync webhook's run: the workflow's
         log.error("%s: %s (request %s)", type(exc).__name__, exc.message, _request_id(request))
     elif isinstance(exc, NotOwnedError) or exc.status_code == 403:
         _audit_refusal(request, exc.status_code, exc)

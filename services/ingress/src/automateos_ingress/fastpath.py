@@ -21,7 +21,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automateos_common.errors import AutomateOSError, error_body
+from automateos_common.errors import AutomateOSError, RunFailedError, error_body
 from automateos_common.headers import security_headers
 
 from .accept import Acceptor
@@ -69,7 +69,7 @@ class WebhookFastPath:
         except ClientDisconnected:  # gone before its body arrived: nothing was accepted, no one to answer
             return
         except AutomateOSError as exc:
-            if exc.status_code >= 500:
+            if exc.status_code >= 500 and not isinstance(exc, RunFailedError):  # a workflow's failure is not ours
                 log.error("webhook %s: %s: %s", scope["method"], type(exc).__name__, exc.message)
             else:
                 log.info("webhook %s /hooks/<redacted>: %s %s", scope["method"], exc.status_code, exc.code)

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 
 from automateos_common.errors import RunFailedError
 from automateos_common.fastredis import PipelinedRedis
@@ -123,6 +124,14 @@ class RunWaiter:
         for run_id in list(self._waiting):
             self._wake(run_id)
 
+    async def _look(self, run_id: str, node: str | None, known: RunOutcome | None) -> RunOutcome | None:
+        """`read`, or what was known before when Redis fails: the run is queued, so the answer is never a 503."""
+        try:
+            return await self.read(run_id, node)
+        except RedisError as exc:
+            log.warning("run waiter: cannot read run %s (%s)", run_id, type(exc).__name__)
+            return known
+
     async def read(self, run_id: str, node: str | None) -> RunOutcome | None:
         key = RunStore.key(run_id)
         meta, value = await self.aredis.execute("HMGET", key, "meta", f"step:{node}" if node else "result")
@@ -160,11 +169,11 @@ class RunWaiter:
                     break
                 if fut.done():
                     self._waiting[run_id] = loop.create_future()
-                outcome = await self.read(run_id, node)
+                outcome = await self._look(run_id, node, outcome)
                 if _settled(outcome, deadline - loop.time()):
                     return sync_answer(run_id, outcome, response, output_limit=self.output_limit)
             if not self._closed:  # the re-check at the timeout (an announcement may be late); closing: 202 now
-                outcome = await self.read(run_id, node)
+                outcome = await self._look(run_id, node, outcome)
         finally:
             if gone_task is not None:
                 gone_task.cancel()

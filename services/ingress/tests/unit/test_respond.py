@@ -61,3 +61,21 @@ def test_settled() -> None:
     soon, late = utcnow() + timedelta(seconds=1), utcnow() + timedelta(seconds=60)
     assert not _settled(RunOutcome(RunStatus.WAITING, resume_at=soon), 5)  # resumes before the timeout: wait
     assert _settled(RunOutcome(RunStatus.WAITING, resume_at=late), 5)  # parked past it: 202 now
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_redis_failing_while_waiting_keeps_what_was_known(anyio_backend: str) -> None:
+    """The run is queued already: a Redis error while waiting must not turn into a 503 (a retry would run it twice)."""
+    from automateos_common.fastredis import PipelinedRedis
+    from automateos_ingress.respond import RunWaiter
+
+    dead = PipelinedRedis.from_url("redis://127.0.0.1:9/0", timeout=0.5, connect_timeout=0.5)  # nothing listens
+    waiter = RunWaiter("redis://127.0.0.1:9/0", dead, output_limit=1024)
+    known = RunOutcome(RunStatus.RUNNING)
+    assert await waiter._look(ID, None, known) is known
+    with waiter.watching() as run_id:
+        assert await waiter.answer(run_id, {"timeout_s": 0.2}) == (
+            202, orjson.dumps({"execution_id": run_id, "status": "queued"}),
+            [(b"location", f"/api/v1/logs/{run_id}".encode()), (b"x-execution-id", run_id.encode())])
+    await dead.aclose()
