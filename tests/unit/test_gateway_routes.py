@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automateos_devstack.gateway import DEFAULT_PORTS, ROUTES, SERVICES, route
+from automateos_common.nodes.builtin.webhook import SYNC_TIMEOUT_MAX_S
+from automateos_devstack.gateway import DEFAULT_PORTS, ROUTES, SERVICES, UPSTREAM_READ_TIMEOUT_S, route
 from automateos_ingress.settings import IngressSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,6 +257,13 @@ def test_proxy_settings(conf: Directive, server: Directive) -> None:
     assert {d.name: d.args for d in host_map.block or []} == {"": ["$host"], "default": ["$http_host"]}
     # proxy_set_header in a location would silently drop all of the server's ones there.
     assert not any(loc.all("proxy_set_header") for loc in locations(server))
+
+
+def test_both_gateways_wait_longer_than_the_longest_sync_webhook(server: Directive) -> None:
+    assert UPSTREAM_READ_TIMEOUT_S > SYNC_TIMEOUT_MAX_S
+    read = server.one("proxy_read_timeout").args[0]
+    assert read.endswith("s") and float(read[:-1]) > SYNC_TIMEOUT_MAX_S
+    assert not any(loc.all("proxy_read_timeout") for loc in locations(server))  # no shorter one for /hooks/
 
 
 def test_body_limit_lets_the_ingress_answer_413(server: Directive) -> None:

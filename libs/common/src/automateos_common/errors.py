@@ -148,6 +148,14 @@ class RateLimitedError(AutomateOSError):
     default_message = "Too many requests"
 
 
+class RunFailedError(AutomateOSError):
+    """A sync webhook's run ended without success (failed or cancelled): `details` name it."""
+
+    status_code = 502
+    code = "RUN_FAILED"
+    default_message = "The run did not succeed"
+
+
 class ServiceUnavailableError(AutomateOSError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
@@ -276,7 +284,8 @@ async def _automateos_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
     assert isinstance(exc, AutomateOSError)
-    if exc.status_code >= 500 and not isinstance(exc, QueueFullError):  # backpressure is logged as it starts/ends
+    # backpressure is logged as it starts and ends; a sync webhook's failed run is the workflow's, not ours
+    if exc.status_code >= 500 and not isinstance(exc, QueueFullError | RunFailedError):
         log.error("%s: %s (request %s)", type(exc).__name__, exc.message, _request_id(request))
     elif isinstance(exc, NotOwnedError) or exc.status_code == 403:
         _audit_refusal(request, exc.status_code, exc)

@@ -88,6 +88,9 @@ class CommandList:
     def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> CommandList:
         return self._add("EVAL", script, numkeys, *keys_and_args)
 
+    def publish(self, channel: str, message: str) -> CommandList:
+        return self._add("PUBLISH", channel, message)
+
 
 def _hello(username: str | None, password: str | None, db: int) -> tuple[bytes, int]:
     """What a new connection sends first (AUTH, SELECT), packed, and how many replies that makes."""

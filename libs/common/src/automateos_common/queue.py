@@ -99,10 +99,11 @@ def submit_run(redis: Redis, queue: Queue, run: RunState) -> RunState:
 
 
 def new_run(*, workflow_id: int, owner_id: int, trigger: str, trigger_data: dict[str, Any],
-            execution_id: str | None = None) -> RunState:
+            execution_id: str | None = None, notify: bool = False) -> RunState:
+    """`notify`: the run's end is announced (runs.DONE_CHANNEL), for a caller that waits for it."""
     return RunState(
         id=execution_id or new_execution_id(), workflow_id=workflow_id, owner_id=owner_id, trigger=trigger,
-        payload=trigger_data.get("payload"), trigger_data=trigger_data,
+        payload=trigger_data.get("payload"), trigger_data=trigger_data, notify=notify,
     )
 
 

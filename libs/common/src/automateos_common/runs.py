@@ -17,6 +17,11 @@ reads that stream and upserts the database (newer `rev` wins), so the API finds 
       control   "cancel" | "pause" while such a request waits for the worker that holds the run
       rev       integer, bumped on every write
 
+A run whose trigger waits for it (a `sync` webhook: `notify` in its meta, set when it is accepted)
+is announced on the channel `aos:run:done` (the message: its id) in the same MULTI/EXEC as every
+write that ends it or parks it (`waiting`): `RunStore.write` does it, so every path that ends a
+run (success, failure, cancel, a recovered run's end) announces it. Other runs cost nothing more.
+
 Steps keep their full output here while the run lives; what the API and the database show is
 cut to `history_value(...)` (a marker with the size and a preview), so a big output is never
 lost to the nodes after it, only shortened in history.
@@ -38,6 +43,7 @@ from .jsonutil import dumps, isoformat, loads, parse_iso, utcnow
 
 RUN_KEY = "aos:run:{}"
 EVENTS_STREAM = "aos:events"
+DONE_CHANNEL = "aos:run:done"  # a `notify` run's id, when it ends or parks (see the module's docstring)
 
 
 class RunStatus(str, enum.Enum):
@@ -61,6 +67,8 @@ class StepStatus(str, enum.Enum):
 
 
 TERMINAL_RUN = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
+# The states a `notify` run is announced in (DONE_CHANNEL): its end, or a park its waiter may not outlast.
+ANNOUNCED_RUN = TERMINAL_RUN | {RunStatus.WAITING}
 
 # Allowed transitions, checked in one place (`RunState.set_status`, `StepState.set_status`).
 # running -> running is a resume after a worker died mid-run.
@@ -201,6 +209,7 @@ class RunState:
     replay_of: str | None = None  # the execution this one re-runs (POST /api/v1/logs/{id}/replay)
     control: str | None = None  # a pending "cancel" / "pause" request (read-only here; see control.py)
     definition: dict[str, Any] | None = None  # the definition the run follows (pinned when it starts)
+    notify: bool = False  # someone waits for its end (a sync webhook): announced on DONE_CHANNEL
 
     @property
     def is_terminal(self) -> bool:
@@ -218,13 +227,16 @@ class RunState:
         self.status = new
 
     def meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             "id": self.id, "workflow_id": self.workflow_id, "owner_id": self.owner_id,
             "status": self.status.value, "trigger": self.trigger, "error_message": self.error_message,
             "created_at": isoformat(self.created_at), "started_at": isoformat(self.started_at),
             "completed_at": isoformat(self.completed_at), "workflow_version": self.workflow_version,
             "resume_at": isoformat(self.resume_at), "replay_of": self.replay_of,
         }
+        if self.notify:  # only then: every other run's meta stays as it was
+            meta["notify"] = True
+        return meta
 
     def step_map(self) -> dict[str, StepState]:
         return {s.key: s for s in self.steps}
@@ -263,6 +275,7 @@ def _decode_hash(raw: Mapping[bytes, bytes]) -> RunState | None:
         workflow_version=meta.get("workflow_version"), steps=steps, rev=int(raw.get(b"rev", b"0")),
         resume_at=parse_iso(meta.get("resume_at")), replay_of=meta.get("replay_of"),
         control=control.decode() if control else None, definition=loads(raw.get(b"definition")),
+        notify=bool(meta.get("notify")),
     )
 
 
@@ -290,6 +303,7 @@ class RunStore:
         pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
         pipe.hincrby(key, "rev", 1)
         pipe.xadd(EVENTS_STREAM, {"run": run.id})
+        self._announce(pipe, run)
 
     def write(self, pipe: Pipeline | CommandList, run: RunState, *, steps: list[StepState] | None = None,
               order: bool = False, result: bool = False, definition: bool = False) -> None:
@@ -307,6 +321,13 @@ class RunStore:
         pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
         pipe.hincrby(key, "rev", 1)
         pipe.xadd(EVENTS_STREAM, {"run": run.id})
+        self._announce(pipe, run)
+
+    @staticmethod
+    def _announce(pipe: Pipeline | CommandList, run: RunState) -> None:
+        """In the same MULTI as the write: a waited-for run that ended or parked is announced."""
+        if run.notify and run.status in ANNOUNCED_RUN:
+            pipe.publish(DONE_CHANNEL, run.id)
 
     def load(self, run_id: str) -> RunState | None:
         return _decode_hash(self.redis.hgetall(self.key(run_id)))  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from .admission import Admission
 from .hookauth import HookAuth, dropped_headers
 from .hookcache import HookCache
 from .payloads import HookRequest
+from .respond import RunWaiter
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Acceptor:
     hooks: HookCache | None = None  # tokens looked up before, while their entries have not changed
     admission: Admission | None = None  # backpressure and rate limits; None: none
     auth: HookAuth | None = None  # webhook authentication (hookauth.py); None: one fetching from workflows
+    waiter: RunWaiter | None = None  # sync webhooks wait here for their runs; None: every webhook is async
 
     def __post_init__(self) -> None:
         if self.auth is None:
@@ -125,9 +127,11 @@ class Acceptor:
         return await anyio.to_thread.run_sync(self._ask_workflows, f"hooks/{token}/auth")
 
     async def _accept_async(self, target: catalog.HookTarget, trigger: str, data: dict[str, Any],
-                            once: dedup.Once | None = None) -> RunState | dedup.Duplicate:
+                            once: dedup.Once | None = None, *, execution_id: str | None = None,
+                            notify: bool = False) -> RunState | dedup.Duplicate:
         assert self.aredis is not None
-        run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data)
+        run = new_run(workflow_id=target.workflow_id, owner_id=target.owner_id, trigger=trigger, trigger_data=data,
+                      execution_id=execution_id, notify=notify)
         if self.jobs is None:  # once: RQ asks Redis its version (blocking), so on a thread
             self.jobs = await anyio.to_thread.run_sync(JobTemplate, self.queue)
         commands = submit_commands(self.redis, self.queue, run, self.jobs)
@@ -151,11 +155,19 @@ class Acceptor:
             # Authentication (the trigger's `auth` option) goes here: a refused request starts nothing.
             assert self.auth is not None
             await self.auth.check(token, target, request)  # before dedup: no probing or burning of keys
-            run = await self._accept_async(target, "webhook", request.trigger_data(dropped_headers(
-                target.options.get("auth"))), dedup.once_for(target, request))
+            data = request.trigger_data(dropped_headers(target.options.get("auth")))
+            once = dedup.once_for(target, request)
+            # Response modes: a `sync` trigger's run is watched from before it is queued (respond.py).
+            sync = target.options.get("response")
+            if sync is not None and self.waiter is not None:
+                with self.waiter.watching() as run_id:
+                    run = await self._accept_async(target, "webhook", data, once, execution_id=run_id, notify=True)
+                    if isinstance(run, dedup.Duplicate):  # a repeated delivery is answered at once, not waited on
+                        return HookReply.duplicate(run)
+                    return HookReply(*await self.waiter.answer(run_id, sync, request.gone))
+            run = await self._accept_async(target, "webhook", data, once)
             if isinstance(run, dedup.Duplicate):
                 return HookReply.duplicate(run)
-            # Response modes (a `sync` trigger waits here for its run) go here.
             return HookReply.accepted(run.id)
         except RedisError:
             raise ServiceUnavailableError("Queue unavailable; retry shortly", headers={"Retry-After": "1"}) from None

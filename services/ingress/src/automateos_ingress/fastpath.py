@@ -21,12 +21,12 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automateos_common.errors import AutomateOSError, QueueFullError, RateLimitedError, error_body
+from automateos_common.errors import AutomateOSError, QueueFullError, RateLimitedError, RunFailedError, error_body
 from automateos_common.headers import security_headers
 from automateos_common.requestctx import client_ip
 
 from .accept import Acceptor
-from .payloads import HookRequest, query_pairs, raw_headers, read_body
+from .payloads import HookRequest, query_pairs, raw_headers, read_body, until_disconnected
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class WebhookFastPath:
         except AutomateOSError as exc:
             if isinstance(exc, QueueFullError | RateLimitedError):
                 pass  # a flood of these would cost a line each: the gauge logs when the queue fills and drains
-            elif exc.status_code >= 500:
+            elif exc.status_code >= 500 and not isinstance(exc, RunFailedError):  # a workflow's failure is not ours
                 log.error("webhook %s: %s: %s", scope["method"], type(exc).__name__, exc.message)
             else:
                 log.info("webhook %s /hooks/<redacted>: %s %s", scope["method"], exc.status_code, exc.code)
@@ -89,7 +89,7 @@ class WebhookFastPath:
     async def _accept(self, scope: Scope, receive: Receive, token: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         request = HookRequest(method=scope["method"], headers=raw_headers(scope["headers"]),
                               query=query_pairs(scope.get("query_string", b"")), body=b"",
-                              client=client_ip(scope, self.client_ip_header))
+                              client=client_ip(scope, self.client_ip_header), gone=lambda: until_disconnected(receive))
         request.body = await read_body(_body_chunks(receive), request.header("content-length"), self.max_body)
         acceptor: Acceptor = scope["app"].state.acceptor  # set in the lifespan (automateos_ingress.main)
         reply = await acceptor.webhook_async(token, request)

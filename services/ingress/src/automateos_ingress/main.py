@@ -20,6 +20,7 @@ from .admission import Admission, QueueGauge, RateLimits
 from .api.routes import hooks
 from .fastpath import IngressApp, WebhookFastPath
 from .hookcache import HookCache
+from .respond import RunWaiter
 from .settings import IngressSettings, get_settings
 
 
@@ -45,17 +46,20 @@ def create_app(settings: IngressSettings | None = None, *, fast_webhooks: bool =
                                interval_s=settings.queue_depth_interval_ms / 1000)
         gauge_task = asyncio.create_task(gauge.run(), name="queue-gauge") if gauge is not None else None
         limits = RateLimits(settings.redis_url, ip_limit=settings.webhook_ip_rate_limit, aredis=aredis)
+        waiter = RunWaiter(settings.redis_url, aredis, output_limit=settings.step_output_max_bytes)
+        waiter_task = asyncio.create_task(waiter.run(), name="run-waiter")
         app.state.redis = redis
         app.state.acceptor = Acceptor(redis=redis, queue=queue, workflows_url=settings.workflows_url.rstrip("/"),
                                       internal_secret=settings.internal_secret(), http=http, aredis=aredis,
-                                      hooks=hooks, admission=Admission(gauge, limits))
+                                      hooks=hooks, admission=Admission(gauge, limits), waiter=waiter)
         app.state.token_verifier = TokenVerifier(
             JWKSCache(settings.auth_url.rstrip("/") + JWKS_PATH),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         )
         yield
+        waiter.close()  # sync webhooks still waiting are answered (202) before the clients go
         hooks.close()
-        tasks = [hooks_task] if gauge_task is None else [hooks_task, gauge_task]
+        tasks = [hooks_task, waiter_task] if gauge_task is None else [hooks_task, waiter_task, gauge_task]
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=2)  # never held up by a connection that will not close

@@ -8,7 +8,7 @@ lost), form-encoded as an object, text as a string, anything else as
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
@@ -84,6 +84,12 @@ def trigger_data(*, payload: Any, headers: Iterable[tuple[str, str]], query: Ite
     }
 
 
+async def until_disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return when the ASGI `receive` (whose body was read) reports the client gone."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def raw_headers(scope_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """An ASGI scope's headers as Starlette's `Headers.items()` gives them (lower-case names, latin-1)."""
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope_headers]
@@ -103,6 +109,7 @@ class HookRequest:
     query: list[tuple[str, str]]  # request order (`query_pairs`)
     body: bytes  # raw, as received: signatures are computed over these bytes
     client: str | None = None  # the caller's address (requestctx.client_ip: AUTOMATEOS_CLIENT_IP_HEADER, or the socket)
+    gone: Callable[[], Awaitable[object]] | None = None  # returns when the client has disconnected (sync waits)
     _lookup: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:

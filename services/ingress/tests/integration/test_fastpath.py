@@ -51,6 +51,10 @@ def apps(redis_client, monkeypatch, tmp_path):
             catalog.publish(pipe, catalog.CatalogEntry(workflow_id=wf, owner_id=7, is_active=True, version=1,
                                                       definition={}, webhook_token=token, webhook_method=method,
                                                       webhook_options=options))
+        # A sync webhook whose run nothing executes here: 202 at its timeout (test_sync_response has the rest).
+        catalog.publish(pipe, catalog.CatalogEntry(
+            workflow_id=3, owner_id=7, is_active=True, version=1, definition={}, webhook_token="sync-token",
+            webhook_method="POST", webhook_options={"response": {"mode": "sync", "timeout_s": 0.1}}))
         pipe.set(catalog.READY_KEY, "1")
         pipe.execute()
 
@@ -116,6 +120,7 @@ CASES = {
                     "headers": {"Authorization": "Basic " + base64.b64encode(b"u:nope").decode()}},
     "credential deleted": {"method": "POST", "url": "/hooks/gone-token", "content": b"Hello, World!",
                            "headers": {"X-Hub-Signature-256": GITHUB_SIG}},
+    "sync, timed out": {"method": "POST", "url": "/hooks/sync-token", "json": {"a": 1}},
 }
 REFUSED = {"hmac unsigned", "hmac wrong", "header token wrong", "basic wrong", "credential deleted"}
 
@@ -142,6 +147,8 @@ async def test_fast_path_and_fastapi_route_answer_alike(apps, redis_client, name
     ids = [r.json()["execution_id"] for r in answers]
     assert [r.json() for r in answers] == [{"execution_id": i, "status": "queued"} for i in ids]
     assert [r.headers["location"] for r in answers] == [f"/api/v1/logs/{i}" for i in ids]
+    sync = name.startswith("sync")
+    assert [r.headers.get("x-execution-id") for r in answers] == (ids if sync else [None, None])
     runs = [RunStore(redis_client).load(i) for i in ids]
     assert all(r is not None and r.status is RunStatus.QUEUED for r in runs)
     assert runs[0].trigger_data == runs[1].trigger_data  # type: ignore[union-attr]

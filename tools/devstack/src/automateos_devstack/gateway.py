@@ -71,6 +71,11 @@ LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>AutomateOS<
 </ul></body></html>"""
 
 
+# How long an upstream may take to answer (nginx.conf: proxy_read_timeout): above the longest sync
+# webhook wait (the webhook node's `response.timeout_s`, SYNC_TIMEOUT_MAX_S), so its answer gets through.
+UPSTREAM_READ_TIMEOUT_S = 60.0
+
+
 def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
     setup_logging(os.environ.get("AUTOMATEOS_LOG_LEVEL", "INFO"))  # access lines carry webhook tokens: redact
     ups = upstreams or upstreams_from_env()
@@ -79,7 +84,7 @@ def create_app(upstreams: dict[str, str] | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         client_holder["c"] = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False,
+            timeout=httpx.Timeout(UPSTREAM_READ_TIMEOUT_S, connect=5.0), trust_env=False,
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )
         yield

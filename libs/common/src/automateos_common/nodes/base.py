@@ -166,6 +166,12 @@ class Node(ABC):
         (JSON-able; published in the catalog's hook entry, so never a secret value: credentials by id)."""
         return {}
 
+    @classmethod
+    def node_references(cls, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """Config fields that name another node of the definition: (field inside config, node id) pairs,
+        checked at save time (the node must exist and not be inside a loop's body). `config` is valid."""
+        return []
+
     def check(self, config: BaseModel) -> list[tuple[str, str]]:
         """Save-time checks beyond the schema: (field inside config, issue) pairs."""
         return []

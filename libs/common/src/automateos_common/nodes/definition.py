@@ -207,6 +207,8 @@ def validate_definition(definition: Any, registry: NodeRegistry, *, prefix: str 
     errors.raise_if_any()
     _plan_loops(ordered, errors, prefix)
     errors.raise_if_any()
+    _check_node_references(ordered, errors, prefix)
+    errors.raise_if_any()
 
     _check_references(ordered, errors, prefix)
     errors.raise_if_any()
@@ -345,6 +347,19 @@ def ancestors(plan_nodes: list[PlannedNode]) -> dict[str, set[str]]:
         memo[n.id] = acc
     assert set(memo) == set(by_id)
     return memo
+
+
+def _check_node_references(ordered: list[PlannedNode], errors: _Errors, prefix: str) -> None:
+    """Config fields naming another node (Node.node_references): it exists and runs once (not in a loop's body)."""
+    by_id = {n.id: n for n in ordered}
+    for node in ordered:
+        for sub, ref in node.cls.node_references(node.config):
+            where = _config_field(f"{prefix}.nodes[{node.index}].config", sub)
+            target = by_id.get(ref)
+            if target is None:
+                errors.add(where, f"no node with id {ref!r}")
+            elif target.loop is not None:
+                errors.add(where, f"node '{ref}' is in the body of loop '{target.loop}': it runs once per item")
 
 
 def _plan_loops(ordered: list[PlannedNode], errors: _Errors, prefix: str) -> None:

@@ -14,7 +14,7 @@ from automateos_common.params import WorkflowId
 from automateos_common.requestctx import client_ip
 
 from ...accept import Acceptor
-from ...payloads import HookRequest, read_body, trigger_data
+from ...payloads import HookRequest, read_body, trigger_data, until_disconnected
 from ...settings import get_settings
 
 router = APIRouter(tags=["triggers"])
@@ -28,13 +28,19 @@ DUPLICATE: dict[int | str, dict[str, Any]] = {200: {
     "description": "A duplicate delivery (same `Idempotency-Key`, or the trigger's dedup header, within its "
                    "window): nothing started; the first delivery's execution and its current status",
     "content": {"application/json": {"example": {"execution_id": "…", "status": "running", "duplicate": True}}}}}
-WEBHOOK_RESPONSES = {**ACCEPTED, **DUPLICATE, **error_responses(401, 404, 405, 413, 429, 503, descriptions={
+SYNC_ANSWERED: dict[int | str, dict[str, Any]] = {"2XX": {
+    "description": "A `sync` webhook's run succeeded: the chosen node's output as JSON, with the trigger's "
+                   "`response.status_code` (200 by default)",
+    "content": {"application/json": {"schema": {}}}}}
+WEBHOOK_RESPONSES = {**ACCEPTED, **DUPLICATE, **SYNC_ANSWERED,
+                     **error_responses(401, 404, 405, 413, 429, 502, 503, descriptions={
     401: "The trigger's `auth` refused the request (`UNAUTHORIZED`; one answer for every failure); nothing started",
     404: "Unknown, deleted or inactive workflow",
     405: "The workflow's webhook answers to another method (`Allow` names it)",
     413: "Body larger than `AUTOMATEOS_MAX_BODY_BYTES`",
     429: "Over the workflow's `rate_limit` or `AUTOMATEOS_WEBHOOK_IP_RATE_LIMIT` (`RATE_LIMITED`; with "
          "`Retry-After` and `RateLimit-*`)",
+    502: "A `sync` webhook's run failed or was cancelled (`RUN_FAILED`; `details`: execution_id, status)",
     503: QUEUE_FULL,
 })}
 EXECUTE_RESPONSES = {**ACCEPTED, **error_responses(404, 413, 503, descriptions={
@@ -58,7 +64,8 @@ async def webhook(token: str, request: Request) -> Response:
     body = await read_body(request.stream(), request.headers.get("content-length"), get_settings().max_body_bytes)
     hook = HookRequest(method=request.method, headers=request.headers.items(),
                        query=request.query_params.multi_items(), body=body,
-                       client=client_ip(request.scope, get_settings().client_ip_header))
+                       client=client_ip(request.scope, get_settings().client_ip_header),
+                       gone=lambda: until_disconnected(request.receive))
     acceptor: Acceptor = request.app.state.acceptor
     reply = await acceptor.webhook_async(token, hook)
     return Response(reply.body, status_code=reply.status, media_type="application/json",
