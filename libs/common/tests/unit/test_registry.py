@@ -63,7 +63,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: FakeEntryPoint) -> 
     return asked
 
 
-BUILTIN_TYPES = ["delay", "filter", "http_request", "if", "loop", "manual", "merge", "switch", "transform", "webhook"]
+BUILTIN_TYPES = ["delay", "filter", "http_request", "if", "loop", "manual", "merge", "schedule", "switch", "transform", "webhook"]
 
 
 def raise_import_error() -> Any:
