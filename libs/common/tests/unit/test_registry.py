@@ -86,7 +86,7 @@ def test_node_kinds() -> None:
     registry = build_registry(entry_points_group=None)
     assert {name: registry.get(name).kind for name in registry.types()} == {  # type: ignore[union-attr]
         "delay": "action", "filter": "action", "http_request": "action", "if": "action", "loop": "action",
-        "manual": "trigger", "merge": "action", "switch": "action", "transform": "action", "webhook": "trigger",
+        "manual": "trigger", "merge": "action", "schedule": "trigger", "switch": "action", "transform": "action", "webhook": "trigger",
     }
 
 
