@@ -17,6 +17,7 @@ the hash: the claim, the next time and the run's own writes are one MULTI/EXEC.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -70,7 +71,7 @@ def unpublish(pipe: Pipeline, workflow_id: int) -> None:
 
 def scheduled_ids(redis: Redis) -> set[int]:
     """Workflow ids that have any schedule state (ZSET members and hashes), for a full sync's clean-up."""
-    ids = {int(m) for m in redis.zrange(ZSET_KEY, 0, -1)}
+    ids = {int(m) for m in cast(list[bytes], redis.zrange(ZSET_KEY, 0, -1))}
     prefix = SCHED_KEY.format("")
     for key in redis.scan_iter(match=prefix + "*", count=1000):
         tail = key.decode()[len(prefix):]

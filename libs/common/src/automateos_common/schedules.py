@@ -185,7 +185,7 @@ def local_iso(t: datetime, tz: ZoneInfo) -> str:
 
 
 def to_ms(t: datetime) -> int:
-    return int(round(t.timestamp() * 1000))
+    return round(t.timestamp() * 1000)
 
 
 def from_ms(ms: int | float) -> datetime:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
@@ -104,7 +104,8 @@ class Scheduler:
         """Fire what is due now; returns how long to wait before the next look (at most poll_s)."""
         now = self.clock()
         now_ms = to_ms(now)
-        due = self.redis.zrangebyscore(ZSET_KEY, "-inf", now_ms, start=0, num=self.batch, withscores=True)
+        due = cast(list[tuple[bytes, float]],
+                   self.redis.zrangebyscore(ZSET_KEY, "-inf", now_ms, start=0, num=self.batch, withscores=True))
         for member, score in due:
             try:
                 self.fire(int(member), int(score), now)
@@ -115,7 +116,7 @@ class Scheduler:
         self.last_ok = time.monotonic()
         if len(due) == self.batch:
             return 0.0
-        first = self.redis.zrange(ZSET_KEY, 0, 0, withscores=True)
+        first = cast(list[tuple[bytes, float]], self.redis.zrange(ZSET_KEY, 0, 0, withscores=True))
         if not first:
             return self.poll_s
         return max(0.0, min(self.poll_s, (first[0][1] - to_ms(self.clock())) / 1000))
@@ -132,7 +133,7 @@ class Scheduler:
         key = SCHED_KEY.format(workflow_id)
         with self.redis.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(key)
+                pipe.watch(key)  # type: ignore[no-untyped-call]
                 raw = pipe.hgetall(key)
                 score = pipe.zscore(ZSET_KEY, workflow_id)
                 if score is None or int(score) != due_ms:
@@ -188,7 +189,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                     pubsub.subscribe(CHANGES_CHANNEL)
                 wait = self.tick()
                 if wait > 0 and pubsub.get_message(timeout=wait) is not None:

@@ -99,7 +99,8 @@ def test_missed_times_after_a_downtime(redis_client: Redis, policy: str) -> None
         assert run.trigger_data["payload"]["catch_up"] == {
             "missed": 10, "more": False, "first": "2026-12-01T12:01:00.000Z", "last": "2026-12-01T12:10:00.000Z"}
     # the time fired (or skipped) is the watermark: never fired again
-    assert redis_client.hget(schedule_state.SCHED_KEY.format(3), "last") == str(to_ms(T0 + timedelta(minutes=10))).encode()
+    last = redis_client.hget(schedule_state.SCHED_KEY.format(3), "last")
+    assert last == str(to_ms(T0 + timedelta(minutes=10))).encode()
 
 
 def test_cron_missed_times_are_counted(redis_client: Redis) -> None:
@@ -150,14 +151,14 @@ class Schedulers:
                                     env=self.env, start_new_session=True)
             started.append((proc, port))
         self.procs += started
-        for proc, port in started:
+        for _proc, port in started:
             wait_for(lambda p=port: _healthy(p), 30, "the scheduler's health")  # type: ignore[misc]
 
     def kill(self, sig: int) -> None:
         for proc, _ in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, sig)
-        for proc, _ in self.procs:
+        for proc, _port in self.procs:
             proc.wait(10)
         self.procs = []
 
