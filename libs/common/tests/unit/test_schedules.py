@@ -106,6 +106,7 @@ def test_interval_ignores_dst() -> None:
     ({"cron": "* * * * *", "timezone": "../../etc/passwd"}, "timezone", "unknown time zone"),
     ({"interval_seconds": 0}, "interval_seconds", "greater than or equal to 1"),
     ({"interval_seconds": 60, "offset_seconds": 60}, "offset_seconds", "less than interval_seconds"),
+    ({"cron": "* * * * *", "offset_seconds": 5}, "offset_seconds", "only applies to interval_seconds"),
     ({"cron": "* * * * *", "missed": "all"}, "missed", "'skip' or 'fire_once'"),
     ({"cron": "* * * * *", "at": 1}, "at", "Extra inputs"),
 ])

@@ -53,6 +53,8 @@ class ScheduleNode(Node):
             return [("cron", "give 'cron' or 'interval_seconds'")]
         if config.cron is not None and config.interval_seconds is not None:
             return [("interval_seconds", "give 'cron' or 'interval_seconds', not both")]
+        if config.cron is not None and config.offset_seconds:
+            return [("offset_seconds", "only applies to interval_seconds")]
         try:
             sched = schedules.from_config(config.model_dump())
             sched.next_after(datetime.now(timezone.utc))  # an expression that never fires is an error too
