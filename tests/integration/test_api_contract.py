@@ -203,7 +203,7 @@ def test_node_types_are_listed_with_their_schemas(api: Api):
     user = api.register()
     types = api.http.get("/api/v1/node-types", headers=user["headers"]).json()
     assert [t["type"] for t in types] == ["delay", "filter", "http_request", "if", "loop", "manual", "merge",
-                                          "switch", "transform", "webhook"]
+                                          "schedule", "switch", "transform", "webhook"]
     http = next(t for t in types if t["type"] == "http_request")
     assert http["kind"] == "action"
     assert "url" in http["config_schema"]["properties"]

@@ -28,7 +28,7 @@ def listening(port: int) -> bool:
 
 
 def test_dev_runner_serves_the_example_on_sqlite_and_stops_everything_on_ctrl_c(tmp_path: Path, echo_server):
-    ports = {name: free_port() for name in ("auth", "workflows", "ingress", "engine")}
+    ports = {name: free_port() for name in ("auth", "workflows", "ingress", "engine", "scheduler")}
     gateway = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update({f"AUTOMATEOS_{k.upper()}_PORT": str(v) for k, v in ports.items()})
@@ -54,6 +54,8 @@ def test_dev_runner_serves_the_example_on_sqlite_and_stops_everything_on_ctrl_c(
         redis_port = int(re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)/0\s+\(embedded\)", banner).group(1))
         for svc in ("auth", "workflows", "ingress", "engine"):
             assert f"http://127.0.0.1:{gateway}/api/v1/{svc}/docs" in banner
+        scheduler = httpx.get(f"http://127.0.0.1:{ports['scheduler']}/healthz", trust_env=False)  # it runs too
+        assert scheduler.json()["checks"] == {"redis": "ok", "loop": "ok"}
 
         api = Api(f"http://127.0.0.1:{gateway}")
         user = api.register()

@@ -43,9 +43,10 @@ APP_SERVICES: dict[str, type[BaseSettings]] = {
     "workflows": WorkflowsSettings,
     "ingress": IngressSettings,
     "engine": EngineSettings,
+    "scheduler": EngineSettings,  # the engine's package and settings, another command
 }
 ALL_SERVICES = {*APP_SERVICES, "gateway", "postgres", "redis"}
-PORTS = {"auth": 8001, "workflows": 8002, "ingress": 8003, "engine": 8004}
+PORTS = {"auth": 8001, "workflows": 8002, "ingress": 8003, "engine": 8004, "scheduler": 8005}
 COMMANDS = {
     "auth": ["uvicorn", "automateos_auth.main:create_app", "--factory", "--host", "0.0.0.0",
              "--port", "8001"],
@@ -55,6 +56,7 @@ COMMANDS = {
     "ingress": ["uvicorn", "automateos_ingress.main:create_app", "--factory", "--host", "0.0.0.0",
                 "--port", "8003", "--no-access-log"],
     "engine": ["python", "-m", "automateos_engine", "run", "--host", "0.0.0.0", "--port", "8004"],
+    "scheduler": ["python", "-m", "automateos_engine", "scheduler", "--host", "0.0.0.0", "--port", "8005"],
 }
 # What each service must be given in compose (beyond that, anything it sets must be a real setting).
 REQUIRED_ENV = {
@@ -64,6 +66,7 @@ REQUIRED_ENV = {
     "ingress": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_AUTH_URL", "AUTOMATEOS_WORKFLOWS_URL"},
     "engine": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_WORKFLOWS_URL",
                "AUTOMATEOS_ENGINE_WORKERS", "AUTOMATEOS_EGRESS_ALLOW", "AUTOMATEOS_MASTER_KEY_FILE"},
+    "scheduler": {"REDIS_URL", "AUTOMATEOS_SCHEDULER_GRACE_S"},
 }
 # Keys of a service's environment that are the code's business (the rest, e.g. POSTGRES_*, are not).
 APP_ENV_KEY = re.compile(r"^(AUTOMATEOS_\w+|DATABASE_URL|REDIS_URL)$")
@@ -72,7 +75,9 @@ DEPENDS_ON = {
     "workflows": {"postgres": "service_healthy", "redis": "service_healthy", "auth": "service_healthy"},
     "ingress": {"redis": "service_healthy", "auth": "service_healthy", "workflows": "service_healthy"},
     "engine": {"redis": "service_healthy", "workflows": "service_healthy"},
-    "gateway": dict.fromkeys(APP_SERVICES, "service_healthy"),
+    "scheduler": {"redis": "service_healthy"},
+    # The gateway routes to the four services; the scheduler serves no API.
+    "gateway": dict.fromkeys(("auth", "workflows", "ingress", "engine"), "service_healthy"),
 }
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ is a literal $.
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -221,6 +226,14 @@ def test_engine_is_scalable(compose: dict[str, Any]) -> None:
     # SIGTERM lets running jobs finish: give them longer than compose's default 10 s.
     grace = str(engine["stop_grace_period"])
     assert grace.endswith("s") and int(grace[:-1]) >= 30
+
+
+def test_scheduler_is_scalable_and_holds_no_secret(compose: dict[str, Any]) -> None:
+    # Two or more are safe (each due time fires once): replicas must not clash.
+    scheduler = service(compose, "scheduler")
+    assert "container_name" not in scheduler and "ports" not in scheduler
+    assert scheduler.get("network_mode") is None
+    assert "secrets" not in scheduler  # it never opens a credential
 
 
 def test_postgres_and_redis(compose: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from automateos_common.errors import ValidationError
 from automateos_common.nodes.definition import MAX_NODES, Plan, ancestors, validate_definition
 from automateos_common.nodes.registry import NodeRegistry, build_registry
 
-KNOWN_TYPES = "delay, filter, http_request, if, loop, manual, merge, switch, transform, webhook"
+KNOWN_TYPES = "delay, filter, http_request, if, loop, manual, merge, schedule, switch, transform, webhook"
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,8 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: FakeEntryPoint) -> 
     return asked
 
 
-BUILTIN_TYPES = ["delay", "filter", "http_request", "if", "loop", "manual", "merge", "switch", "transform", "webhook"]
+BUILTIN_TYPES = ["delay", "filter", "http_request", "if", "loop", "manual", "merge", "schedule", "switch", "transform",
+                 "webhook"]
 
 
 def raise_import_error() -> Any:
@@ -86,7 +87,8 @@ def test_node_kinds() -> None:
     registry = build_registry(entry_points_group=None)
     assert {name: registry.get(name).kind for name in registry.types()} == {  # type: ignore[union-attr]
         "delay": "action", "filter": "action", "http_request": "action", "if": "action", "loop": "action",
-        "manual": "trigger", "merge": "action", "switch": "action", "transform": "action", "webhook": "trigger",
+        "manual": "trigger", "merge": "action", "schedule": "trigger", "switch": "action", "transform": "action",
+        "webhook": "trigger",
     }
 
 

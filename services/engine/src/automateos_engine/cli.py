@@ -1,4 +1,5 @@
-"""`automateos-engine run|worker`: a supervisor with N workers and a health endpoint, or one worker."""
+"""`automateos-engine run|worker|scheduler`: a supervisor with N workers and a health endpoint, one worker,
+or the scheduler of `schedule` triggers."""
 
 from __future__ import annotations
 
@@ -145,8 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--port", type=int, default=None)
     worker = sub.add_parser("worker", help="run one worker in this process")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    scheduler = sub.add_parser("scheduler", help="fire schedule triggers (any number may run)")
+    scheduler.add_argument("--host", default=None)
+    scheduler.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.cmd == "scheduler":
+        from .scheduler import run_scheduler
+
+        run_scheduler(host=args.host, port=args.port)
+        return
     if args.cmd == "worker":
         from .worker import run_worker  # only here: the supervisor (`run`) needs none of the engine
 

@@ -1,4 +1,5 @@
-"""Keeps the Redis catalog (automateos_common.catalog) in step with the `workflows` table."""
+"""Keeps the Redis catalog (automateos_common.catalog) and the schedules (automateos_common.schedule_state)
+in step with the `workflows` table."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import time
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from automateos_common import catalog
+from automateos_common import catalog, schedule_state, schedules
+from automateos_common.jsonutil import utcnow
 from automateos_common.nodes.registry import NodeRegistry, default_registry
 
 from .models import Workflow
@@ -44,6 +47,14 @@ def entry_for(wf: Workflow, registry: NodeRegistry | None = None) -> catalog.Cat
                                 webhook_method=method, webhook_options=options)
 
 
+def publish_schedule(pipe: Pipeline, wf: Workflow) -> None:
+    """Queue the workflow's schedule state: its `schedule` trigger's while it is active, else none."""
+    assert wf.id is not None
+    sched = schedules.schedule_of(wf.definition) if wf.is_active else None
+    schedule_state.publish(pipe, workflow_id=wf.id, owner_id=wf.owner_id, version=wf.version, schedule=sched,
+                           now=utcnow())
+
+
 class Publisher:
     def __init__(self, engine: Engine, redis: Redis) -> None:
         self.engine = engine
@@ -55,6 +66,7 @@ class Publisher:
         try:
             with self.redis.pipeline(transaction=True) as pipe:
                 catalog.publish(pipe, entry_for(wf))
+                publish_schedule(pipe, wf)
                 pipe.execute()
         except RedisError as exc:
             # The database has the change; the sync loop brings Redis up to date when it answers.
@@ -65,6 +77,7 @@ class Publisher:
         try:
             with self.redis.pipeline(transaction=True) as pipe:
                 catalog.unpublish(pipe, workflow_id, webhook_token)
+                schedule_state.unpublish(pipe, workflow_id)
                 pipe.execute()
         except RedisError as exc:
             log.warning("catalog unpublish of workflow %s failed (%s); full sync scheduled", workflow_id, exc)
@@ -84,10 +97,12 @@ class Publisher:
                 with self.redis.pipeline(transaction=False) as pipe:
                     for wf in batch:
                         catalog.publish(pipe, entry_for(wf))
+                        publish_schedule(pipe, wf)
                     pipe.execute()
                 count += len(batch)
                 last_id = batch[-1].id or last_id
             self._drop_stale()
+            self._drop_stale_schedules()
             self.redis.set(catalog.READY_KEY, "1")
             return count
 
@@ -108,6 +123,21 @@ class Publisher:
             self.redis.delete(*stale[start:start + 1000])
         if stale:  # the ingress's remembered hooks may name some of these
             self.redis.publish(catalog.CHANGES_CHANNEL, catalog.FORGET_ALL)
+
+    def _drop_stale_schedules(self) -> None:
+        # Schedules of workflows the database no longer has (deleted while Redis was away). Inactive
+        # ones and other triggers were cleared by the publish above.
+        ids = schedule_state.scheduled_ids(self.redis)
+        if not ids:
+            return
+        with Session(self.engine) as session:
+            live = set(session.exec(select(Workflow.id).where(col(Workflow.id).in_(ids))).all())
+        stale = ids - live
+        if stale:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for wf_id in stale:
+                    schedule_state.unpublish(pipe, wf_id)
+                pipe.execute()
 
     def sync_loop(self, stop: threading.Event, every_s: float) -> None:
         next_full = 0.0

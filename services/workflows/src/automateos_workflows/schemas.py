@@ -40,6 +40,20 @@ class WorkflowUpdate(BaseModel):
     definition: dict[str, Any] | None = None
 
 
+class SchedulePublic(BaseModel):
+    """A `schedule` trigger's schedule, as the scheduler reads it, and its next fire times."""
+
+    cron: str | None = Field(description="The cron expression, normalised (aliases expanded); null for an interval.")
+    interval_seconds: int | None = Field(description="The interval; null for a cron expression.")
+    offset_seconds: int = Field(description="With an interval: its instants are epoch + offset + k * interval.")
+    timezone: str
+    missed: Literal["skip", "fire_once"]
+    next_fire_times: list[str] = Field(
+        description="The next 5 fire times, ISO 8601 in `timezone` with its offset; empty while the workflow is "
+                    "inactive (nothing fires)."
+    )
+
+
 class WorkflowPublic(_Timestamps):
     id: int
     name: str
@@ -50,6 +64,7 @@ class WorkflowPublic(_Timestamps):
     version: int
     created_at: datetime
     updated_at: datetime
+    schedule: SchedulePublic | None = Field(default=None, description="Set when the trigger is a `schedule` node.")
 
 
 class WorkflowsPublic(BaseModel):

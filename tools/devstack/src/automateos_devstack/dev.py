@@ -19,7 +19,7 @@ from automateos_common.settings import read_or_create_secret
 
 from .gateway import DEFAULT_PORTS
 from .servers import RedisServer, free_port
-from .stack import Stack
+from .stack import SCHEDULER_PORT, Stack
 
 
 def _port_free(port: int) -> bool:
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     # AUTOMATEOS_<SERVICE>_PORT moves a service (e.g. when 8001-8004 are taken).
     ports = {name: int(os.environ.get(f"AUTOMATEOS_{name.upper()}_PORT", default))
              for name, default in DEFAULT_PORTS.items()}
+    ports["scheduler"] = int(os.environ.get("AUTOMATEOS_SCHEDULER_PORT", str(SCHEDULER_PORT)))
     ports["gateway"] = args.port
     busy = [f"{name} :{p}" for name, p in ports.items() if not _port_free(p)]
     if busy:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                  {base}/api/v1/workflows/docs
                  {base}/api/v1/ingress/docs
                  {base}/api/v1/engine/docs
-    health       {base}/healthz
+    health       {base}/healthz   (the scheduler's: {stack.url("scheduler")}/healthz)
   Ctrl-C stops everything.
 """, flush=True)
         while not stop.wait(1.0):

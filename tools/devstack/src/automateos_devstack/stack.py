@@ -1,4 +1,4 @@
-"""The whole AutomateOS stack as local processes: four services, the engine's workers, the gateway.
+"""The whole AutomateOS stack as local processes: four services, the engine's workers, the scheduler, the gateway.
 
 Used by `make dev` and by the integration tests, so both start the same commands with the
 same environment.
@@ -20,6 +20,11 @@ from typing import IO
 import httpx
 
 from .gateway import DEFAULT_PORTS, SERVICES
+from .servers import free_port
+
+SCHEDULER_PORT = 8005  # its health endpoint (the gateway does not route to it: it serves no API)
+# Everything `start()` starts, in order: the scheduler needs only Redis.
+PROCESSES = (*SERVICES, "scheduler", "gateway")
 
 
 def _uvicorn(app: str, port: int, *extra: str) -> list[str]:
@@ -30,11 +35,16 @@ def _uvicorn(app: str, port: int, *extra: str) -> list[str]:
 @dataclass
 class Stack:
     env: Mapping[str, str]
-    ports: dict[str, int] = field(default_factory=lambda: {**DEFAULT_PORTS, "gateway": 8000})
+    ports: dict[str, int] = field(
+        default_factory=lambda: {**DEFAULT_PORTS, "scheduler": SCHEDULER_PORT, "gateway": 8000})
     workers: int = 1
     log_dir: Path | None = None  # None: lines go to our stdout, prefixed with the service name
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "scheduler" not in self.ports:  # a caller that names the four services and the gateway only
+            self.ports["scheduler"] = free_port()
 
     @property
     def data_dir(self) -> Path:
@@ -57,6 +67,7 @@ class Stack:
             "ingress": lambda: _uvicorn("automateos_ingress.main:create_app", port, "--no-access-log"),
             "engine": lambda: [sys.executable, "-m", "automateos_engine", "run", "--workers", str(self.workers),
                                "--port", str(port)],
+            "scheduler": lambda: [sys.executable, "-m", "automateos_engine", "scheduler", "--port", str(port)],
             "gateway": lambda: _uvicorn("automateos_devstack.gateway:create_app", port),
         }[name]()
 
@@ -68,7 +79,7 @@ class Stack:
         return env
 
     def start(self, *names: str) -> None:
-        for name in names or (*SERVICES, "gateway"):
+        for name in names or PROCESSES:
             self._spawn(name)
 
     def _spawn(self, name: str) -> None:
@@ -86,7 +97,7 @@ class Stack:
 
     def wait_healthy(self, *names: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        pending = list(names or (*SERVICES, "gateway"))
+        pending = list(names or PROCESSES)
         last: dict[str, str] = {}
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while pending:

@@ -239,7 +239,7 @@ def echo_server() -> Iterator[EchoServer]:
 
 def start_stack(tmp: Path, *, redis_url: str, database_url: str | None, extra_env: dict[str, str] | None = None,
                 workers: int = 1) -> Stack:
-    ports = {name: free_port() for name in ("auth", "workflows", "ingress", "engine", "gateway")}
+    ports = {name: free_port() for name in ("auth", "workflows", "ingress", "engine", "scheduler", "gateway")}
     env = {
         "AUTOMATEOS_DATA_DIR": str(tmp / "data"),
         "REDIS_URL": redis_url,

@@ -2,14 +2,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from automateos_common import schedules
 from automateos_common.auth import CurrentPrincipal
+from automateos_common.jsonutil import utcnow
 from automateos_common.nodes.definition import validate_definition
 from automateos_common.openapi import error_responses
 from automateos_common.params import WorkflowId
 
 from ... import credentials, crud
 from ...models import Workflow
-from ...schemas import RunsPublic, RunSummary, WorkflowCreate, WorkflowPublic, WorkflowsPublic, WorkflowUpdate
+from ...schemas import (
+    RunsPublic,
+    RunSummary,
+    SchedulePublic,
+    WorkflowCreate,
+    WorkflowPublic,
+    WorkflowsPublic,
+    WorkflowUpdate,
+)
 from ..deps import PageDep, PublisherDep, RegistryDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
@@ -17,9 +27,26 @@ router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
 NOT_FOUND = error_responses(404, descriptions={404: "No such workflow of the caller's (someone else's is 404 too)"})
 
 
+NEXT_FIRE_TIMES = 5
+
+
+def schedule_public(wf: Workflow) -> SchedulePublic | None:
+    """The schedule trigger's schedule and next fire times, from the definition (no Redis needed)."""
+    sched = schedules.schedule_of(wf.definition)
+    if sched is None:
+        return None
+    try:
+        times = sched.times_after(utcnow(), NEXT_FIRE_TIMES) if wf.is_active else []
+    except schedules.ScheduleError:
+        times = []
+    return SchedulePublic(cron=sched.cron, interval_seconds=sched.interval_s, offset_seconds=sched.offset_s,
+                          timezone=sched.timezone, missed=sched.missed,
+                          next_fire_times=[schedules.local_iso(t, sched.tz) for t in times])
+
+
 def to_public(wf: Workflow, public_url: str) -> WorkflowPublic:
     return WorkflowPublic.model_validate(
-        {**wf.model_dump(), "webhook_url": f"{public_url}/hooks/{wf.webhook_token}"}
+        {**wf.model_dump(), "webhook_url": f"{public_url}/hooks/{wf.webhook_token}", "schedule": schedule_public(wf)}
     )
 
 
