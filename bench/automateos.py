@@ -207,7 +207,9 @@ class AutomateOS(Target):
         assert self.stack is not None and self.redis_server is not None and self.pg is not None
         parents = parent_map()
         out = []
-        for name in SERVICES:
+        for name in (*SERVICES, "scheduler"):  # the scheduler: a process of the stack, as in compose
+            if name not in self.stack.procs:
+                continue
             mem = memory_of(descendants(self.stack.procs[name].pid, parents))
             note = f"supervisor + {self.engine_workers} {self.resolved_worker_class} workers" if name == "engine" \
                 else ""

@@ -15,11 +15,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-import uvicorn
-
 from automateos_common.logs import setup_logging
 
-from .health import create_app
 from .settings import get_settings
 
 log = logging.getLogger("automateos_engine.supervisor")
@@ -166,27 +163,35 @@ def main(argv: list[str] | None = None) -> None:
     sup = Supervisor(args.workers or settings.engine_workers)
     sup.start()
     try:
-        # The health server stops on SIGINT/SIGTERM and returns; then the workers get their warm shut-down.
-        config = uvicorn.Config(create_app(worker_status=sup.status), host=args.host or settings.engine_host,
-                                port=args.port or settings.engine_port, log_level=settings.log_level.lower(),
-                                access_log=False)
-        HealthServer(config).run()
+        _serve_health(sup, host=args.host or settings.engine_host, port=args.port or settings.engine_port,
+                      log_level=settings.log_level.lower())
     finally:
         sup.stop()
 
 
-class HealthServer(uvicorn.Server):
-    """uvicorn's server, except that SIGINT/SIGTERM are not raised again once it has stopped (uvicorn
-    does, for the default handler to end the process): the supervisor still has its workers to stop."""
+def _serve_health(sup: Supervisor, *, host: str, port: int, log_level: str) -> None:
+    """The supervisor's health endpoint, until SIGINT/SIGTERM. uvicorn and FastAPI are imported here only:
+    the workers and the scheduler start through this module too, and need neither (~25 MB a process)."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    from .health import create_app
+
+    class HealthServer(uvicorn.Server):
+        """uvicorn's server, except that SIGINT/SIGTERM are not raised again once it has stopped (uvicorn
+        does, for the default handler to end the process): the supervisor still has its workers to stop."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(create_app(worker_status=sup.status), host=host, port=port, log_level=log_level,
+                            access_log=False)
+    HealthServer(config).run()

@@ -228,3 +228,16 @@ async def test_shutdown_answers_the_waiting_webhooks(env):
             await asyncio.sleep(0.01)
     reply = await asyncio.wait_for(task, 2)
     assert reply.status == 202
+
+
+async def test_a_repeated_delivery_of_a_sync_webhook_is_answered_at_once_with_the_first_run(client, env):
+    first = asyncio.create_task(client.post("/hooks/node", json={"q": 1}, headers={"Idempotency-Key": "d-1"}))
+    [run_id] = await _waiting_ids(client)
+    again = await asyncio.wait_for(client.post("/hooks/node", json={"q": 1}, headers={"Idempotency-Key": "d-1"}), 5)
+    assert again.status_code == 200, again.text
+    assert again.json() == {"execution_id": run_id, "status": "queued", "duplicate": True}
+    assert env.llen("rq:queue:sync-test") == 1  # nothing new started
+    assert client.app.state.acceptor.waiter.waiting == 1  # type: ignore[attr-defined]  # only the first waits
+    _end(env, run_id)
+    r = await asyncio.wait_for(first, 5)
+    assert (r.status_code, r.json()) == (201, OUTPUT)
