@@ -17,17 +17,12 @@ costs a lookup.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis as AsyncRedis
-
 from automateos_common import catalog
 
-log = logging.getLogger(__name__)
+from .listen import follow
 
 
 class HookCache:
@@ -85,29 +80,11 @@ class HookCache:
 
     async def run(self, *, retry_s: float = 1.0) -> None:
         """Listen for announcements until closed or cancelled; reconnect after a failure."""
-        while not self._closed:
-            client = AsyncRedis.from_url(self.redis_url, socket_connect_timeout=2, health_check_interval=5)
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(catalog.CHANGES_CHANNEL)
-                    while not self._closed:  # a bounded wait per message: closing never waits long
-                        message = await pubsub.get_message(timeout=0.5)
-                        if message is None:
-                            continue
-                        if message["type"] == "subscribe":
-                            self._down()  # whatever was remembered before may have missed announcements
-                            self.live = True
-                        elif message["type"] == "message":
-                            data = message["data"]
-                            self.forget(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away: webhooks look their tokens up until it is back
-                if self.live:
-                    log.warning("hook cache: catalog announcements lost (%s); looking every webhook up", exc)
-            finally:
-                self._down()
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(client.aclose(), 1.0)
-            if not self._closed:
-                await asyncio.sleep(retry_s)
+
+        def subscribed() -> None:
+            self._down()  # whatever was remembered before may have missed announcements
+            self.live = True
+
+        await follow(self.redis_url, catalog.CHANGES_CHANNEL, closed=lambda: self._closed, live=lambda: self.live,
+                     subscribed=subscribed, message=self.forget, down=self._down, retry_s=retry_s,
+                     lost="hook cache: catalog announcements lost; looking every webhook up")

@@ -34,7 +34,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from automateos_common.errors import RunFailedError
@@ -42,6 +41,8 @@ from automateos_common.fastredis import PipelinedRedis
 from automateos_common.jsonutil import loads, parse_iso, utcnow
 from automateos_common.queue import new_execution_id
 from automateos_common.runs import DONE_CHANNEL, RunStatus, RunStore, StepStatus, history_value
+
+from .listen import follow
 
 log = logging.getLogger(__name__)
 
@@ -187,30 +188,15 @@ class RunWaiter:
 
     async def run(self, *, retry_s: float = 1.0) -> None:
         """Listen for announcements until closed or cancelled; reconnect after a failure."""
-        while not self._closed:
-            client = AsyncRedis.from_url(self.redis_url, socket_connect_timeout=2, health_check_interval=5)
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(DONE_CHANNEL)
-                    while not self._closed:  # a bounded wait per message: closing never waits long
-                        message = await pubsub.get_message(timeout=0.5)
-                        if message is None:
-                            continue
-                        if message["type"] == "subscribe":
-                            self.live = True
-                            self._wake_all()  # announcements may have been missed before: everyone looks
-                        elif message["type"] == "message":
-                            data = message["data"]
-                            self._wake(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away: the waiters look every poll_s until it is back
-                if self.live:
-                    log.warning("run waiter: run announcements lost (%s); sync webhooks poll", exc)
-            finally:
-                self.live = False
-                self._wake_all()
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(client.aclose(), 1.0)
-            if not self._closed:
-                await asyncio.sleep(retry_s)
+
+        def subscribed() -> None:
+            self.live = True
+            self._wake_all()  # announcements may have been missed before: everyone looks
+
+        def down() -> None:
+            self.live = False
+            self._wake_all()
+
+        await follow(self.redis_url, DONE_CHANNEL, closed=lambda: self._closed, live=lambda: self.live,
+                     subscribed=subscribed, message=self._wake, down=down, retry_s=retry_s,
+                     lost="run waiter: run announcements lost; sync webhooks poll")
