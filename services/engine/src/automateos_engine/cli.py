@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -14,12 +15,32 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from automateos_common.logs import setup_logging
 
 from .settings import get_settings
 
 log = logging.getLogger("automateos_engine.supervisor")
+
+
+SUPERVISOR_PID_ENV = "AUTOMATEOS_ENGINE_SUPERVISOR_PID"  # set for the workers a supervisor spawns
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with(supervisor_pid: int) -> None:
+    """Linux: this worker gets SIGTERM (RQ's warm shut-down) when its supervisor goes, so no worker outlives
+    it: one left behind would go on taking runs, with no health check counting it and nobody to stop it.
+    (The signal follows the supervisor's thread that started the worker: the main thread for the forked
+    ones, the watcher for replacements; both live until the supervisor stops its workers anyway.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor_pid:  # it went before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class ForkedWorker:
@@ -75,17 +96,21 @@ class Supervisor:
         self.fork = fork and hasattr(os, "fork")
         self.procs: list[Child] = []
         self.stopping = threading.Event()
+        self._restart = threading.Lock()  # a restart and the stop never cross: no worker started after the stop
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "automateos_engine", "worker"])
+        return subprocess.Popen([sys.executable, "-m", "automateos_engine", "worker"],
+                                env={**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())})
 
     def fork_worker(self) -> ForkedWorker:
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                die_with(supervisor)
                 from .worker import run_worker
 
                 code = 0 if run_worker() else 1
@@ -113,16 +138,24 @@ class Supervisor:
     def _watch(self) -> None:
         while not self.stopping.wait(1.0):
             for i, proc in enumerate(self.procs):
-                if proc.poll() is not None and not self.stopping.is_set():
+                if proc.poll() is None:
+                    continue
+                # A worker that exits as a stop begins (a signal to the whole process group reaches the
+                # workers first) must not be replaced: hence the back-off's wait on the stop, then the lock.
+                if self.stopping.wait(0.5):
+                    return
+                with self._restart:
+                    if self.stopping.is_set():
+                        return
                     log.warning("worker pid %s exited with %s; restarting", proc.pid, proc.returncode)
-                    time.sleep(0.5)
                     self.procs[i] = self.spawn()
 
     def status(self) -> tuple[int, int]:
         return sum(p.poll() is None for p in self.procs), self.count
 
     def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
+        with self._restart:
+            self.stopping.set()
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)  # RQ: warm shut-down, the current job finishes
@@ -154,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         run_scheduler(host=args.host, port=args.port)
         return
     if args.cmd == "worker":
+        if os.environ.get(SUPERVISOR_PID_ENV, "").isdigit():
+            die_with(int(os.environ[SUPERVISOR_PID_ENV]))
         from .worker import run_worker  # only here: the supervisor (`run`) needs none of the engine
 
         ok = run_worker(burst=args.burst)
@@ -185,7 +220,11 @@ def _serve_health(sup: Supervisor, *, host: str, port: int, log_level: str) -> N
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            def on_signal(sig: int, frame: Any) -> None:
+                sup.stopping.set()  # at once: a worker the same signal ends now is not to be replaced
+                self.handle_exit(sig, frame)
+
+            previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield
             finally:
