@@ -1,4 +1,4 @@
-"""AutomateOS as a bench target: the four services as processes on real PostgreSQL and Redis.
+"""AutomateOS as a bench target: the four services and the scheduler as processes on real PostgreSQL and Redis.
 
 Started like the `pg_stack` test fixture (automateos_devstack: PostgresServer, RedisServer,
 Stack), with Redis append-only as in production. Beyond the `Target` interface it controls

@@ -18,7 +18,7 @@ from .target import ProcessMemory
 INGRESS_P99_MS = 10.0  # at 16 connections, direct to the ingress
 INGRESS_RPS = 2000.0  # accepted webhooks per second, direct (the best concurrency)
 ENGINE_RPS = 400.0  # runs/s of API.md's example with 2 workers
-STACK_MB = 400.0  # the four services' resident memory after the run: PSS sum (RSS sum shown beside, stricter)
+STACK_MB = 400.0  # the services' and the scheduler's memory after the run: PSS sum (RSS sum beside, stricter)
 EXAMPLE = "example"
 # The ingress targets are judged on the burst rows: the ingress by itself, as built to absorb a burst into the queue.
 BURST = "burst: engine stopped during the load, backlog executed after"
@@ -135,7 +135,8 @@ def checks(report: Report) -> list[Check]:
         bad = ran - sum(e.counts.succeeded for e in report.engine)
         out.append(Check("engine runs succeeded", "all", f"{bad} of {ran:,} did not", bad == 0))
     pss = stack_pss_mb(report.memory_end)
-    out.append(Check("whole stack resident after the run (four services, PSS: shared pages counted once)",
+    out.append(Check("whole stack resident after the run (four services and the scheduler, PSS: shared pages "
+                     "counted once)",
                      f"< {STACK_MB:g} MB", "-" if pss is None else f"{pss:,.0f} MB",
                      None if pss is None else pss < STACK_MB))
     total = stack_rss_mb(report.memory_end)
@@ -482,7 +483,7 @@ def _peer_section(report: Report, peer: PeerResult) -> list[str]:
         "regular mode (it executes in the process that accepts), so these compare intake capacity with intake "
         "under execution, not like with like. The engine row: AutomateOS's engine phase (API.md's example, 2 "
         f"workers, queue filled up front) against {peer.name}'s best completed/s (ended runs / (last end - first "
-        "start) of a load's workflow); memory = the four services. "
+        "start) of a load's workflow); memory = the four services and the scheduler. "
         f"Ratio = AutomateOS / {peer.name}; `better` says which way a ratio favours AutomateOS (higher: > 1, "
         "lower: < 1).",
         "",

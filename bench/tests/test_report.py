@@ -19,7 +19,7 @@ from bench.target import ProcessMemory, RunCounts
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-STACK_PSS = "whole stack resident after the run (four services, PSS: shared pages counted once)"
+STACK_PSS = "whole stack resident after the run (four services and the scheduler, PSS: shared pages counted once)"
 STACK_RSS = "the same as a sum of RSS (stricter: every shared page once per process)"
 
 def test_markdown_table_aligns_and_escapes():
