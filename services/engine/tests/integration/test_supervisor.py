@@ -39,18 +39,12 @@ def _cmdline(pid: int) -> str:
 
 
 def test_the_supervisor_forks_its_workers_replaces_a_dead_one_and_stops_them_all(redis_client):
-    kw = redis_client.connection_pool.connection_kwargs
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://{kw['host']}:{kw['port']}/{kw['db']}", "AUTOMATEOS_QUEUE_NAME": "test",
-           "AUTOMATEOS_INTERNAL_TOKEN": "t", "AUTOMATEOS_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "automateos_engine", "run", "--workers", "2", "--port", str(port)],
-                            env=env, start_new_session=True)
+    proc, port, workers = _start(redis_client)
     queue = make_queue(redis_client, "test")  # the queue queue_run fills
     try:
         def registered() -> list[Worker]:
             return [w for w in Worker.all(queue=queue) if w.pid in _children(proc.pid)]
 
-        workers = wait_for(lambda: len(registered()) == 2 and registered(), 60, "two workers to register")
         # Forked: children of the supervisor running its own command line (a spawned worker says `worker`).
         assert all(" run " in _cmdline(w.pid) for w in workers)
         health = wait_for(lambda: _get(port), 30, "the health endpoint")
@@ -110,8 +104,12 @@ def _start(redis_client) -> tuple[subprocess.Popen[bytes], int, list[Worker]]:
     proc = subprocess.Popen([sys.executable, "-m", "automateos_engine", "run", "--workers", "2", "--port", str(port)],
                             env=env, start_new_session=True)
     queue = make_queue(redis_client, "test")
-    workers = wait_for(lambda: len(ws := [w for w in Worker.all(queue=queue) if w.pid in _children(proc.pid)]) == 2
-                       and ws, 60, "two workers to register")
+    try:
+        workers = wait_for(lambda: len(ws := [w for w in Worker.all(queue=queue) if w.pid in _children(proc.pid)])
+                           == 2 and ws, 60, "two workers to register")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     return proc, port, workers
 
 
