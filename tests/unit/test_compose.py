@@ -27,6 +27,7 @@ from pydantic import AliasChoices, SecretStr
 from pydantic_settings import BaseSettings
 
 from automateos_auth.settings import AuthSettings
+from automateos_engine.scheduler import SchedulerSettings
 from automateos_engine.settings import EngineSettings
 from automateos_ingress.settings import IngressSettings
 from automateos_workflows.settings import WorkflowsSettings
@@ -43,7 +44,7 @@ APP_SERVICES: dict[str, type[BaseSettings]] = {
     "workflows": WorkflowsSettings,
     "ingress": IngressSettings,
     "engine": EngineSettings,
-    "scheduler": EngineSettings,  # the engine's package and settings, another command
+    "scheduler": SchedulerSettings,  # the engine's package, another command, settings of its own
 }
 ALL_SERVICES = {*APP_SERVICES, "gateway", "postgres", "redis"}
 PORTS = {"auth": 8001, "workflows": 8002, "ingress": 8003, "engine": 8004, "scheduler": 8005}

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from . import audit
+from .cors import EnvelopeCORSMiddleware
 from .errors import error_body, install_exception_handlers
-from .headers import EnvelopeCORSMiddleware, SecurityHeadersMiddleware
+from .headers import SecurityHeadersMiddleware
 from .logs import setup_logging
 from .openapi import install_error_docs
 from .requestctx import RequestContextMiddleware
@@ -29,8 +30,10 @@ def create_service_app(
     name: str, *, title: str, description: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     health: HealthCheck, settings: CommonSettings, app_class: type[FastAPI] = FastAPI, no_store: bool = False,
+    database: bool = False,
 ) -> FastAPI:
-    """`no_store`: `Cache-Control: no-store` on every response (auth: tokens must not be cached)."""
+    """`no_store`: `Cache-Control: no-store` on every response (auth: tokens must not be cached).
+    `database`: the service uses SQLAlchemy (its outages answer 503, see `install_exception_handlers`)."""
     setup_logging(settings.log_level)
     audit.configure(service=name, redis_url=settings.redis_url, stream_maxlen=settings.audit_stream_maxlen)
 
@@ -47,7 +50,7 @@ def create_service_app(
         title=title, description=description, version="0.1.0", lifespan=frozen_after_start,
         docs_url=f"/api/v1/{name}/docs", openapi_url=f"/api/v1/{name}/openapi.json", redoc_url=None,
     )
-    install_exception_handlers(app)
+    install_exception_handlers(app, database=database)
     install_error_docs(app)
     origins = settings.cors_allowed_origins()
     if origins:

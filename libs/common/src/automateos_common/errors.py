@@ -343,11 +343,12 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("INTERNAL_ERROR", "Internal error"), status_code=500)
 
 
-def install_exception_handlers(app: FastAPI) -> None:
+def install_exception_handlers(app: FastAPI, *, database: bool = False) -> None:
+    """`database`: the app uses SQLAlchemy, whose OperationalError is then a 503 too. Only then is SQLAlchemy
+    imported here: ~12 MB a process that has no database (the ingress, the engine's health server)."""
     from fastapi.exceptions import RequestValidationError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app.add_exception_handler(AutomateOSError, _automateos_error)
@@ -355,5 +356,8 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RedisConnectionError, _dependency_down)
     app.add_exception_handler(RedisTimeoutError, _dependency_down)
-    app.add_exception_handler(SQLAlchemyOperationalError, _dependency_down)
+    if database:
+        from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
+        app.add_exception_handler(SQLAlchemyOperationalError, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

@@ -1,19 +1,18 @@
-"""Security headers on every response, and CORS limited to configured origins.
+"""Security headers on every response.
 
 `SecurityHeadersMiddleware` is plain ASGI (no `BaseHTTPMiddleware`: that one buffers and costs a
 task per request). The header list is computed once; each response start only appends it, and a
 header the app set itself is never duplicated. Paths that bypass the middleware stack (the
-ingress's `/hooks/...` fast path) use `security_headers()` directly.
+ingress's `/hooks/...` fast path, the scheduler's stdlib health server) use `security_headers()`
+directly; this module imports nothing of Starlette at run time, so they load none of it.
 """
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
-from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
 
-from .errors import error_body
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Header = tuple[bytes, bytes]
 
@@ -65,15 +64,3 @@ class SecurityHeadersMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-
-class EnvelopeCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight answered in our error envelope (API.md: every 4xx)."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code != 400:
-            return response
-        issue = bytes(response.body).decode()  # "Disallowed CORS origin, method": names no secret
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
-        return JSONResponse(error_body("BAD_REQUEST", "CORS preflight refused", {"issue": issue}), status_code=400,
-                            headers=headers)

@@ -75,7 +75,7 @@ RAISED: dict[str, AutomateOSError] = {
 
 def build_app() -> FastAPI:
     app = FastAPI()
-    install_exception_handlers(app)
+    install_exception_handlers(app, database=True)
 
     @app.get("/raise/{name}")
     def raise_(name: str) -> None:

@@ -64,6 +64,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app = create_service_app(
         "auth", title="AutomateOS auth", lifespan=lifespan, health=health, settings=settings, no_store=True,
+        database=True,
         description="Register, log in, sessions (RS256 access tokens, rotating refresh tokens) and the JWKS every "
                     "other service verifies access tokens with.",
     )

@@ -19,8 +19,6 @@ from typing import Any
 
 from automateos_common.logs import setup_logging
 
-from .settings import get_settings
-
 log = logging.getLogger("automateos_engine.supervisor")
 
 
@@ -180,12 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     scheduler.add_argument("--host", default=None)
     scheduler.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
-    settings = get_settings()
     if args.cmd == "scheduler":
-        from .scheduler import run_scheduler
+        from .scheduler import run_scheduler  # with its own settings: none of the engine's
 
         run_scheduler(host=args.host, port=args.port)
         return
+    from .settings import get_settings
+
+    settings = get_settings()
     if args.cmd == "worker":
         if os.environ.get(SUPERVISOR_PID_ENV, "").isdigit():
             die_with(int(os.environ[SUPERVISOR_PID_ENV]))

@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
+from pydantic import Field
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
 
@@ -39,10 +41,33 @@ from automateos_common.queue import enqueue_run, make_queue, new_run
 from automateos_common.runs import RunStore
 from automateos_common.schedule_state import CHANGES_CHANNEL, SCHED_KEY, ZSET_KEY
 from automateos_common.schedules import Schedule, ScheduleError, from_ms, local_iso, to_ms
+from automateos_common.settings import CommonSettings
 
 log = logging.getLogger("automateos_engine.scheduler")
 MIN_GRACE_S = 5.0
 MAX_COUNTED = 1000  # missed times counted one by one (cron); a catch-up says "at least" beyond
+
+
+class SchedulerSettings(CommonSettings):
+    """The scheduler's settings: the common ones and its own. Not the engine's (`EngineSettings`): those
+    bring the secret store (cryptography), which the scheduler never opens (~7 MB)."""
+
+    scheduler_host: str = Field(default="127.0.0.1", description="Bind address of the scheduler's health endpoint.")
+    scheduler_port: int = Field(default=8005, description="Port of the scheduler's health endpoint.")
+    scheduler_grace_s: float = Field(
+        default=60.0, ge=1.0, le=86_400.0,
+        description="A schedule's fire time found later than min(this, max(5 s, the schedule's period)) was missed "
+                    "(the scheduler or Redis was down): its `missed` policy applies instead of a normal run.",
+    )
+    scheduler_poll_s: float = Field(
+        default=1.0, ge=0.05, le=10.0,
+        description="Longest wait between two looks at the schedules (changes are announced and wake it sooner).",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_scheduler_settings() -> SchedulerSettings:
+    return SchedulerSettings()
 
 
 @dataclass(frozen=True)
@@ -255,9 +280,7 @@ def serve_health(scheduler: Scheduler, redis: Redis, host: str, port: int, *, st
 
 
 def run_scheduler(*, host: str | None = None, port: int | None = None) -> None:
-    from .settings import get_settings
-
-    settings = get_settings()
+    settings = get_scheduler_settings()
     setup_logging(settings.log_level)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
     scheduler = Scheduler(redis, settings.queue_name, grace_s=settings.scheduler_grace_s,

@@ -44,18 +44,6 @@ class EngineSettings(SecretSettings):
         description="A run whose worker died this many times while running it fails instead of being picked up again.",
     )
 
-    scheduler_host: str = Field(default="127.0.0.1", description="Bind address of the scheduler's health endpoint.")
-    scheduler_port: int = Field(default=8005, description="Port of the scheduler's health endpoint.")
-    scheduler_grace_s: float = Field(
-        default=60.0, ge=1.0, le=86_400.0,
-        description="A schedule's fire time found later than min(this, max(5 s, the schedule's period)) was missed "
-                    "(the scheduler or Redis was down): its `missed` policy applies instead of a normal run.",
-    )
-    scheduler_poll_s: float = Field(
-        default=1.0, ge=0.05, le=10.0,
-        description="Longest wait between two looks at the schedules (changes are announced and wake it sooner).",
-    )
-
     def engine_config(self) -> EngineConfig:
         from .driver import EngineConfig
 

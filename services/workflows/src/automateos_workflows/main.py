@@ -71,7 +71,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
         return {"database": await check_db(app), "redis": await check_redis(app)}
 
     app = create_service_app(
-        "workflows", title="AutomateOS workflows", lifespan=lifespan, health=health, settings=settings,
+        "workflows", title="AutomateOS workflows", lifespan=lifespan, health=health, settings=settings, database=True,
         description="Workflow CRUD, definition validation, run history and credentials.",
     )
     app.include_router(workflows.router)
