@@ -21,7 +21,7 @@ from automateos_devstack.testing import example_definition
 from .automateos import AutomateOS, chain_definition
 from .config import BenchConfig, load_config
 from .loadgen import choose
-from .machine import code_fingerprint, commit, machine
+from .machine import code_fingerprint, commit, machine, speed_probe
 from .peers import measure_peers
 from .phases import MODE_BURST, MODE_SUSTAINED, burst_phase, engine_phase, sustained_phase
 from .report import Report, observations, render
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     report.log_dir = str(work_dir / "logs")
     target = AutomateOS(work_dir, workers=cfg.ingress_workers, say=say)
     say(f"bench{' (quick)' if cfg.quick else ''}: {report.machine.describe()}; load generator {report.generator}")
+    report.speed_ms["start"] = speed_probe()
     status = 0
     try:
         measure(cfg, target, report, say)
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for scratch in ("data", "redis"):  # keep the logs; the append-only file is large and of no use
             shutil.rmtree(work_dir / scratch, ignore_errors=True)
     status = run_peers(cfg, report, work_dir, say, status)
+    report.speed_ms["end"] = speed_probe()
     report.elapsed_s = say.elapsed()
     report.notes[:0] = observations(report)
     if code_fingerprint(ROOT) != fingerprint:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,26 @@ class Commit:
 
     def describe(self) -> str:
         return f"`{self.short}`{' (dirty tree: uncommitted changes)' if self.dirty else ''} {self.subject}".rstrip()
+
+
+def _probe_work() -> None:
+    """A fixed piece of interpreter work of the kind the stack does: dicts, strings, JSON."""
+    table: dict[int, str] = {}
+    for i in range(100_000):
+        table[i % 1000] = f"run-{i}"
+    json.loads(json.dumps(table))
+
+
+def speed_probe(repeat: int = 5) -> float:
+    """Milliseconds the fixed work takes on one CPU, best of `repeat` (lower is faster). The same machine
+    is not always as fast: a VM's host may run it ~30 % slower for an hour (bench/NOTES.md, "Engine rows and
+    this machine"), so a report says how fast its machine was when it started and ended."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        _probe_work()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
 
 
 def parse_cpuinfo(text: str) -> tuple[str, int]:

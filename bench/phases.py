@@ -18,6 +18,7 @@ import httpx
 
 from .automateos import AutomateOS
 from .loadgen import LoadResult, run_load
+from .machine import speed_probe
 from .proc import Memory
 from .stats import rate
 from .target import RunCounts, Target, Webhook
@@ -122,6 +123,7 @@ class EngineResult:
     engine_memory: Memory
     worker_memory: list[Memory]
     enqueue: str
+    speed_ms: float | None = None  # machine.speed_probe() just before the runs were released (workers idle)
 
     @property
     def runs_per_s(self) -> float:
@@ -340,6 +342,7 @@ def engine_phase(target: AutomateOS, *, label: str, definition: dict[str, object
     target.enqueue(hook, ENGINE_WARMUP_RUNS)
     wait_for(target.backlog, lambda n: n == 0, progress=lambda n: n, show=lambda n: f"{n} queued or running",
              timeout=timeout_s, what="the warm-up runs", say=say, poll_s=0.1)
+    speed = speed_probe()  # how fast the machine is now: a row is one sample of a VM that varies
     ids = target.enqueue(hook, runs)
     released = time.monotonic()
     _, executed = wait_for(target.backlog, lambda n: n == 0, progress=lambda n: n,
@@ -363,7 +366,7 @@ def engine_phase(target: AutomateOS, *, label: str, definition: dict[str, object
         engine_s=engine_done - released, recorded=max(0, db.finished - ENGINE_WARMUP_RUNS),
         record_lag_s=time.monotonic() - engine_done if in_db else None,
         engine_memory=next(p.memory for p in target.memory() if p.name == "engine"),
-        worker_memory=target.worker_memory(), enqueue=target.enqueue_method)
+        worker_memory=target.worker_memory(), enqueue=target.enqueue_method, speed_ms=speed)
     say(f"  {counts.finished}/{runs} ended ({result.failed} not successful) in {counts.window_s or 0:.2f}s: "
         f"{result.runs_per_s:.0f} runs/s; recorder lag {result.record_lag_s or 0:.1f}s")
     return result

@@ -74,6 +74,7 @@ class Report:
     elapsed_s: float = 0.0
     log_dir: str = ""
     peers: list[PeerResult] = field(default_factory=list)  # bench.peers, measured after AutomateOS
+    speed_ms: dict[str, float] = field(default_factory=dict)  # machine.speed_probe() by moment ("start", "end")
 
 
 def stack_rss_mb(memory: Sequence[ProcessMemory]) -> float | None:
@@ -196,10 +197,11 @@ def _engine_table(results: Sequence[EngineResult]) -> str:
                      e.runs - e.discarded - e.counts.succeeded, num(e.counts.window_s, 2), num(e.runs_per_s),
                      num(e.engine_s, 1),
                      num(e.record_lag_s, 1) if e.record_lag_s is not None else f"> 60 ({e.recorded:,} in)",
-                     num(e.engine_memory.rss_mb), num(worker), target])
+                     num(e.engine_memory.rss_mb), num(worker), num(e.speed_ms, 1) if e.speed_ms else "-", target])
     return markdown_table(
         ["workflow", "workers", "class", "runs", "succeeded", "not succeeded", "window s", "runs/s", "engine s",
-         "recorder lag s", "engine RSS MB", "worker RSS MB (max)", "target"], rows, "lrlrrrrrrrrrl")
+         "recorder lag s", "engine RSS MB", "worker RSS MB (max)", "speed probe ms", "target"], rows,
+        "lrlrrrrrrrrrrl")
 
 
 def _cpu_table(results: Sequence[IngressResult]) -> str:
@@ -230,6 +232,10 @@ def _memory_table(after_engine: Sequence[ProcessMemory], end: Sequence[ProcessMe
                            "PSS MB at end", "in total", "note"], rows, "lrrrrll")
 
 
+def speed_text(speed_ms: dict[str, float]) -> str:
+    return ", ".join(f"{ms:.1f} ms at the {moment}" for moment, ms in speed_ms.items())
+
+
 def render(report: Report) -> str:
     cfg = report.config
     parts = [
@@ -237,6 +243,8 @@ def render(report: Report) -> str:
         "",
         f"- commit: {report.commit.describe()}",
         f"- machine: {report.machine.describe()}",
+        *([f"- CPU speed probe (bench.machine.speed_probe: fixed Python work on one CPU, best of 5; lower is "
+           f"faster; the same machine varies): {speed_text(report.speed_ms)}"] if report.speed_ms else []),
         f"- load generator: {report.generator} (its own process, on the same machine)",
         "- stack: auth, workflows, ingress, engine as processes (automateos_devstack.Stack) on PostgreSQL "
         "(local, fsync off) and Redis (append-only, fsync every second), dev gateway in front",
@@ -264,6 +272,8 @@ def render(report: Report) -> str:
         f"{cfg.runs} runs per row put on the queue in one transaction while the workers wait idle; runs/s = runs "
         "/ (last `completed_at` - first `started_at`) of the runs' state in Redis. engine s = release to an empty "
         "queue with every run ended; recorder lag = from then until PostgreSQL has them all as finished. "
+        "speed probe = the machine's speed just before the row (bench.machine.speed_probe, lower is faster): "
+        "rows are comparable only at a similar probe. "
         "example = API.md's webhook -> http_request (a local echo server in its own process) -> filter; "
         "chain = webhook -> 9 transforms.",
         "",

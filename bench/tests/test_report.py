@@ -213,7 +213,7 @@ def test_render_has_every_section_and_row():
     # sustained: 1,500 ended inside the 10 s window, 10,500 left; no target cell
     assert ("| sustained | direct | 16 | 1,200 | 150 | 1.00 | 3.00 | 30.00 | 60.00 | 0 | 12,000 | 12,000 | 0 |"
             " 12,000 | 0.5 | 10,500 | 2.0 s |  |") in text
-    assert "| example | 2 | fork | 2,000 | 2,000 | 0 | 4.00 | 500 | 4.2 | 0.3 | 300 | 150 | ≥400/s PASS |" in text
+    assert "| example | 2 | fork | 2,000 | 2,000 | 0 | 4.00 | 500 | 4.2 | 0.3 | 300 | 150 | - | ≥400/s PASS |" in text
     assert "| **stack total (in total = yes)** | 4 | 340.0 | 350.0 | **180.0** |" in text
     assert "target < 400 MB (PSS): PASS; RSS sum: PASS" in text
     assert "| mode | route | connections | ingress | Redis | load generator | sum |" in text
@@ -224,6 +224,21 @@ def test_render_has_every_section_and_row():
     assert f"| {EXECUTED} | all | 0 of 25,000 did not | PASS |" in text
     assert "- a note" in text
     assert "`aaaaaaa` subject" in text
+    assert "CPU speed probe" not in text  # not measured: no line
+
+
+def test_render_shows_the_speed_probes():
+    e = dataclasses.replace(engine("example", 2, 2000, 4.0), speed_ms=21.04)
+    text = render(report(engine=[e], speed_ms={"start": 20.0, "end": 31.46}))
+    assert "lower is faster; the same machine varies): 20.0 ms at the start, 31.5 ms at the end" in text
+    assert "| 300 | 150 | 21.0 | ≥400/s PASS |" in text
+
+
+def test_the_speed_probe_times_real_work():
+    from bench.machine import speed_probe
+
+    ms = speed_probe(repeat=2)
+    assert 0.1 < ms < 60_000
 
 
 def test_report_path_never_overwrites(tmp_path: Path):
